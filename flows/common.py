@@ -1,0 +1,81 @@
+"""What every flow shares: params loading, the task runner, logging and CLI args."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from stages.errors import InputError
+from stages.params import ParamsError, load_yaml, parse_params
+
+PARAMS_FILE = os.environ.get("RELMINE_PARAMS", "params.yaml")
+
+
+@dataclass
+class RunParams:
+    """``run`` section: how flows execute, shared by the mapped stages."""
+
+    task_runner: Literal["threads", "dask"] = "threads"
+    max_workers: int = 2
+    dask_address: str | None = None  # an existing cluster, e.g. tcp://10.0.0.5:8786
+    dask_workers: int = 2  # size of the local cluster when no address is given
+    cache_dir: str = ".relmine-cache"
+
+    def check(self) -> None:
+        if self.max_workers < 1:
+            raise ValueError("max_workers must be >= 1")
+
+
+def load_section(section: str, path: str | Path | None = None) -> dict[str, Any]:
+    data = load_yaml(path or PARAMS_FILE)
+    if section not in data:
+        raise ParamsError(f"{path or PARAMS_FILE}: missing section '{section}'")
+    return data[section] or {}
+
+
+def load_params(cls: type, section: str, path: str | Path | None = None):
+    return parse_params(cls, load_section(section, path), section)
+
+
+def load_run_params(path: str | Path | None = None) -> RunParams:
+    data = load_yaml(path or PARAMS_FILE)
+    return parse_params(RunParams, data.get("run", {}), "run")
+
+
+def make_task_runner(run: RunParams):
+    """Threads by default; Dask for scale-out (an existing cluster via dask_address or
+    RELMINE_DASK_ADDRESS, else a local cluster of dask_workers processes)."""
+    address = os.environ.get("RELMINE_DASK_ADDRESS") or run.dask_address
+    if run.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": run.dask_workers, "threads_per_worker": 1, "processes": True}
+        )
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=run.max_workers)
+
+
+def cli_args(description: str, extra: list[tuple[list[str], dict[str, Any]]] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default=PARAMS_FILE, help="params file (default: params.yaml)")
+    for names, kwargs in extra or []:
+        parser.add_argument(*names, **kwargs)
+    return parser.parse_args()
+
+
+def run_main(fn, *args, **kwargs) -> None:
+    """Run a flow entry point; turn our validation errors into a one-line message and exit 2."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        fn(*args, **kwargs)
+    except (ParamsError, InputError) as exc:
+        print(f"relmine: error: {exc}", file=sys.stderr)
+        sys.exit(2)

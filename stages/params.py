@@ -1,0 +1,101 @@
+"""Validation of params.yaml sections, with errors that name the key and the fix.
+
+Each stage declares a dataclass of its params; ``parse_params`` checks a raw dict
+against it: unknown keys, missing keys, wrong types and out-of-range values raise
+``ParamsError`` with a message naming ``<section>.<key>``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ParamsError(ValueError):
+    pass
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: not found; run from the project root or pass --params")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: top level must be a mapping of stage sections")
+    return data
+
+
+def _check_type(value: Any, tp: Any) -> bool:
+    origin = get_origin(tp)
+    if tp is Any:
+        return True
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        return any(_check_type(value, a) for a in get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in get_args(tp)
+    if origin in (list, tuple):
+        args = get_args(tp)
+        return isinstance(value, (list, tuple)) and (not args or all(_check_type(v, args[0]) for v in value))
+    if origin is dict:
+        k, v = get_args(tp) or (Any, Any)
+        return isinstance(value, dict) and all(_check_type(a, k) and _check_type(b, v) for a, b in value.items())
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return isinstance(value, dict)
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def parse_params(cls: type[T], raw: dict[str, Any] | None, section: str) -> T:
+    """Build dataclass ``cls`` from ``raw``; raise ParamsError naming the bad key."""
+    raw = dict(raw or {})
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ParamsError(
+            f"params.yaml: unknown key(s) {', '.join(section + '.' + u for u in unknown)}; "
+            f"allowed keys: {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for name, f in known.items():
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+                raise ParamsError(f"params.yaml: missing required key {section}.{name}")
+            continue
+        value, tp = raw[name], hints[name]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            value = parse_params(tp, value, f"{section}.{name}")
+        elif not _check_type(value, tp):
+            raise ParamsError(
+                f"params.yaml: {section}.{name} = {value!r} has the wrong type; expected {_type_name(tp)}"
+            )
+        if tp is float and isinstance(value, int):
+            value = float(value)
+        kwargs[name] = value
+    obj = cls(**kwargs)
+    check = getattr(obj, "check", None)
+    if callable(check):
+        try:
+            check()
+        except ValueError as exc:
+            raise ParamsError(f"params.yaml: {section}: {exc}") from exc
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

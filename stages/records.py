@@ -1,0 +1,180 @@
+"""Typed records passed between stages, and their JSONL form.
+
+Every stage reads and writes JSON Lines, one record per line. The schemas:
+
+Sentence  (mine -> data/mined/<doc_id>.jsonl)
+    doc_id, sent_id, page (1-based), section (lower-case name, e.g. "abstract",
+    "methods", "references"), text, kind ("body" | "caption" | "table" | "heading").
+
+Mention   (entities -> data/entities/<doc_id>.jsonl, nested in AnnotatedSentence)
+    start, end (character offsets into the sentence text, end exclusive), text,
+    type (an entity type of the schema), source (pattern id or "gazetteer:<name>").
+
+AnnotatedSentence
+    a Sentence plus ``mentions``: list[Mention].
+
+Span      (subject / object of an Example)
+    start, end, type, text.
+
+Example   (relations -> data/relations/<doc_id>.jsonl, then split/augment)
+    id, doc_id, sent_id, text, subj: Span, obj: Span, label (relation name or
+    NO_RELATION), rules (every rule id that fired on the pair), origin
+    ("auto" | "gold" | "augmented"), source_id (for augmented examples: the id of
+    the example it was made from), page, section.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Iterator, TypeVar
+
+NO_RELATION = "NO_RELATION"
+ORIGINS = ("auto", "gold", "augmented")
+
+T = TypeVar("T")
+
+
+@dataclass
+class Sentence:
+    doc_id: str
+    sent_id: int
+    page: int
+    section: str
+    text: str
+    kind: str = "body"
+
+
+@dataclass
+class Mention:
+    start: int
+    end: int
+    text: str
+    type: str
+    source: str
+
+
+@dataclass
+class AnnotatedSentence:
+    doc_id: str
+    sent_id: int
+    page: int
+    section: str
+    text: str
+    kind: str = "body"
+    mentions: list[Mention] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AnnotatedSentence":
+        d = dict(d)
+        d["mentions"] = [Mention(**m) for m in d.get("mentions", [])]
+        return cls(**_known(cls, d))
+
+
+@dataclass
+class Span:
+    start: int
+    end: int
+    type: str
+    text: str
+
+
+@dataclass
+class Example:
+    id: str
+    doc_id: str
+    sent_id: int
+    text: str
+    subj: Span
+    obj: Span
+    label: str
+    rules: list[str] = field(default_factory=list)
+    origin: str = "auto"
+    source_id: str | None = None
+    page: int = 0
+    section: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Example":
+        d = dict(d)
+        d["subj"] = Span(**d["subj"])
+        d["obj"] = Span(**d["obj"])
+        return cls(**_known(cls, d))
+
+    def validate(self) -> None:
+        """Raise ValueError when spans don't point at their text in the sentence."""
+        for role, sp in (("subj", self.subj), ("obj", self.obj)):
+            if not (0 <= sp.start < sp.end <= len(self.text)):
+                raise ValueError(f"example {self.id}: {role} span {sp.start}:{sp.end} outside text")
+            if self.text[sp.start:sp.end] != sp.text:
+                raise ValueError(
+                    f"example {self.id}: {role} span text {self.text[sp.start:sp.end]!r} != {sp.text!r}"
+                )
+        if self.origin not in ORIGINS:
+            raise ValueError(f"example {self.id}: origin {self.origin!r} not one of {ORIGINS}")
+
+
+def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+def to_dict(record: Any) -> dict[str, Any]:
+    return asdict(record)
+
+
+def from_dict(cls: type[T], d: dict[str, Any]) -> T:
+    if hasattr(cls, "from_dict"):
+        return cls.from_dict(d)  # type: ignore[attr-defined]
+    return cls(**_known(cls, d))
+
+
+# --- JSONL I/O -------------------------------------------------------------
+
+
+def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+
+
+def read_records(path: str | Path, cls: type[T]) -> list[T]:
+    return [from_dict(cls, d) for d in iter_jsonl(path)]
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write via a temp file in the same folder and rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
+    """Atomically write records (dataclasses or dicts) as JSONL; returns the count."""
+    lines = []
+    for r in records:
+        d = r if isinstance(r, dict) else asdict(r)
+        lines.append(json.dumps(d, ensure_ascii=False))
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
