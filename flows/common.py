@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -79,3 +81,19 @@ def run_main(fn, *args, **kwargs) -> None:
     except (ParamsError, InputError) as exc:
         print(f"relmine: error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def new_tmp_dir(out: Path) -> Path:
+    """A fresh sibling folder to build ``out`` in (same filesystem, so the swap is a rename)."""
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def swap_dir(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by ``tmp`` with two renames, so readers never see a half-built folder."""
+    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -69,6 +69,10 @@ def prefect_server(tmp_path_factory):
         # where prefect may already have read its environment at import
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
+            # send the logs Prefect still holds before the server goes away
+            from prefect.logging.handlers import APILogHandler
+
+            APILogHandler().flush()
     finally:
         stop_pid(proc.pid)
         for k, v in old.items():

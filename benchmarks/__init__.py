@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` runs them all (benchmarks/run.py); not part of the test suite."""

@@ -1,0 +1,57 @@
+"""Shared benchmark helpers: repetitions with median and spread, the machine, writing figures."""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from stages.records import atomic_write_json
+
+BENCH_DIR = Path("reports/bench")
+
+
+def machine() -> dict[str, Any]:
+    mem = None
+    try:
+        with open("/proc/meminfo") as fh:
+            mem = round(int(fh.readline().split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": mem,
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+    }
+
+
+def repeat(fn: Callable[[], Any], n: int = 3) -> dict[str, float]:
+    """Time fn n times; return median seconds, spread (max - min) and all runs."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "spread_s": max(times) - min(times), "runs_s": times}
+
+
+def rate(count: float, timing: dict[str, float]) -> dict[str, float]:
+    """Items per second at the median time, with the spread of the rate across runs."""
+    rates = [count / t for t in timing["runs_s"] if t > 0]
+    return {
+        "per_s": count / timing["median_s"] if timing["median_s"] > 0 else float("inf"),
+        "spread_per_s": (max(rates) - min(rates)) if rates else 0.0,
+        "n_items": count,
+        **timing,
+    }
+
+
+def write(name: str, figures: dict[str, Any]) -> Path:
+    path = BENCH_DIR / f"{name}.json"
+    atomic_write_json(path, {"machine": machine(), **figures})
+    return path

@@ -1,0 +1,253 @@
+"""Prefect flow ``mine``: data/papers/*.pdf -> data/mined/<doc_id>.jsonl + reports/mine.json.
+
+Each paper's result is cached under ``run.cache_dir/mine`` keyed by the PDF's
+content hash, the mining params and the code version of ``stages.mine``, so a
+rerun mines only new or changed papers. The output folder is rebuilt from the
+cache into a temp folder and swapped in, so removed papers disappear.
+
+    python -m flows.mine [--params params.yaml]
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+
+import stages.mine as mine_mod
+import stages.records as records_mod
+from flows.common import RunParams, cli_args, load_params, load_run_params, make_task_runner, run_main
+from stages.cache import ResultCache, code_version, file_digest, make_key
+from stages.errors import InputError
+from stages.mine import MineParams, PaperResult, mine_paper_isolated
+from stages.records import Sentence, atomic_write_json, read_records
+
+log = logging.getLogger("relmine.mine")
+
+
+def paper_key(pdf: Path, params: MineParams) -> str:
+    return make_key("mine", file_digest(pdf), params.key(), code_version(mine_mod, records_mod))
+
+
+def _caches(cache_dir: str) -> tuple[ResultCache, ResultCache]:
+    return ResultCache(cache_dir, "mine", ".jsonl"), ResultCache(cache_dir, "mine", ".stats.json")
+
+
+def mine_one(pdf: str, params: MineParams, cache_dir: str, key: str) -> dict[str, Any]:
+    """Mine one paper into the cache; returns its stats (plus doc_id/error), never raises
+    for a bad paper. Sentences stay on disk so Dask workers ship back only stats."""
+    t0 = time.monotonic()
+    res: PaperResult = mine_paper_isolated(pdf, params)
+    stats = dict(res.stats)
+    stats.update(doc_id=res.doc_id, file=pdf, error=res.error, seconds=round(time.monotonic() - t0, 3))
+    sent_cache, stats_cache = _caches(cache_dir)
+    # timeouts depend on the machine's load: retry them next run instead of caching
+    if res.error is None or not res.error.startswith("timeout"):
+        text = "".join(json.dumps(asdict(s), ensure_ascii=False) + "\n" for s in res.sentences)
+        sent_cache.put_text(key, text)
+        stats_cache.put_text(key, json.dumps(stats))
+    return stats
+
+
+@task(name="mine-paper", retries=0)
+def mine_paper_task(pdf: str, params: dict[str, Any], cache_dir: str, key: str) -> dict[str, Any]:
+    return mine_one(pdf, MineParams(**params), cache_dir, key)
+
+
+def list_papers(papers_dir: str | Path) -> list[Path]:
+    d = Path(papers_dir)
+    if not d.is_dir():
+        raise InputError(f"{d}: papers folder not found; run `dvc pull data/papers.dvc` or set mine.papers_dir")
+    return sorted(p for p in d.iterdir() if p.suffix.lower() == ".pdf" and p.is_file())
+
+
+def _plan(pdfs: list[Path], params: MineParams, cache_dir: str) -> tuple[dict[str, str], list[Path]]:
+    """Cache key per paper, and the papers that are not cached yet."""
+    sent_cache, stats_cache = _caches(cache_dir)
+    keys = {str(p): paper_key(p, params) for p in pdfs}
+    todo = [p for p in pdfs if not (sent_cache.get(keys[str(p)]) and stats_cache.get(keys[str(p)]))]
+    return keys, todo
+
+
+def _swap_in(out_dir: Path, pdfs: list[Path], keys: dict[str, str], cache_dir: str, failed: set[str]) -> None:
+    """Rebuild out_dir from the cache in a temp folder, then swap it in (failed
+    papers get no file)."""
+    sent_cache, _ = _caches(cache_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for p in pdfs:
+            src = sent_cache.get(keys[str(p)])
+            if src is not None and p.stem not in failed:
+                shutil.copyfile(src, tmp / f"{p.stem}.jsonl")
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def build_report(pdfs: list[Path], keys: dict[str, str], cache_dir: str, fresh: dict[str, dict[str, Any]],
+                 seconds: float, mined_seconds: float) -> dict[str, Any]:
+    _, stats_cache = _caches(cache_dir)
+    per_paper: dict[str, Any] = {}
+    failures, skipped, ocr = [], [], []
+    pages = sentences = characters = fresh_pages = 0
+    for p in pdfs:
+        st = fresh.get(str(p))
+        cached = st is None
+        if st is None:
+            path = stats_cache.get(keys[str(p)])
+            st = json.loads(path.read_text()) if path else {"error": "no result", "doc_id": p.stem}
+        doc_id = p.stem
+        if st.get("error"):
+            failures.append({"doc_id": doc_id, "file": str(p), "reason": st["error"]})
+            per_paper[doc_id] = {"cached": cached, "error": st["error"]}
+            continue
+        pages += st.get("pages", 0)
+        if not cached:
+            fresh_pages += st.get("pages", 0)
+        sentences += st.get("sentences", 0)
+        characters += st.get("characters", 0)
+        skipped += [{"doc_id": doc_id, **s} for s in st.get("skipped_pages", [])]
+        ocr += [{"doc_id": doc_id, **s} for s in st.get("ocr_pages", [])]
+        per_paper[doc_id] = {
+            "cached": cached, "pages": st.get("pages", 0), "sentences": st.get("sentences", 0),
+            "characters": st.get("characters", 0), "seconds": st.get("seconds"),
+            "sections": st.get("sections", []),
+        }
+    n_fresh = len(fresh)
+    return {
+        "papers": len(pdfs),
+        "mined": n_fresh,
+        "cached": len(pdfs) - n_fresh,
+        "failed": len(failures),
+        "pages": pages,
+        "sentences": sentences,
+        "characters": characters,
+        "seconds": round(seconds, 3),
+        # throughput of this run's mining (cached papers cost nothing)
+        "pages_per_second": round(fresh_pages / mined_seconds, 2) if fresh_pages and mined_seconds > 0 else None,
+        "ocr_pages": ocr,
+        "skipped_pages": skipped,
+        "failures": failures,
+        "per_paper": per_paper,
+    }
+
+
+def _run_mine(params: MineParams, run: RunParams, map_papers) -> dict[str, Any]:
+    t0 = time.monotonic()
+    pdfs = list_papers(params.papers_dir)
+    if not pdfs:
+        raise InputError(f"{params.papers_dir}: no .pdf files; run `dvc pull data/papers.dvc`")
+    keys, todo = _plan(pdfs, params, run.cache_dir)
+    t1 = time.monotonic()
+    fresh = map_papers(todo, keys) if todo else {}
+    mined_seconds = time.monotonic() - t1
+    report = build_report(pdfs, keys, run.cache_dir, fresh, time.monotonic() - t0, mined_seconds)
+    _swap_in(Path(params.out_dir), pdfs, keys, run.cache_dir, {f["doc_id"] for f in report["failures"]})
+    atomic_write_json(params.report, report)
+    return report
+
+
+def _check(report: dict[str, Any], params: MineParams) -> None:
+    ok = report["papers"] - report["failed"]
+    if ok == 0:
+        reasons = "; ".join(f"{f['file']}: {f['reason']}" for f in report["failures"][:5])
+        raise InputError(f"no paper could be mined ({reasons}); check the PDFs in {params.papers_dir}")
+    if params.strict and report["failed"]:
+        reasons = "; ".join(f"{f['file']}: {f['reason']}" for f in report["failures"])
+        raise InputError(f"mine.strict is true and {report['failed']} paper(s) failed: {reasons}; "
+                         "fix or remove them, or set mine.strict: false")
+
+
+@flow(name="mine")
+def mine_flow(params_file: str | None = None) -> dict[str, Any]:
+    logger = get_run_logger()
+    params: MineParams = load_params(MineParams, "mine", params_file)
+    run = load_run_params(params_file)
+
+    def map_papers(todo: list[Path], keys: dict[str, str]) -> dict[str, dict[str, Any]]:
+        logger.info("mining %d paper(s) (%s runner)", len(todo), run.task_runner)
+        futures = [
+            mine_paper_task.submit(str(p), asdict(params), run.cache_dir, keys[str(p)]) for p in todo
+        ]
+        out: dict[str, dict[str, Any]] = {}
+        for i, (p, fut) in enumerate(zip(todo, futures), 1):
+            st = fut.result()
+            out[str(p)] = st
+            status = f"failed: {st['error']}" if st.get("error") else f"{st.get('pages', 0)} pages, {st.get('sentences', 0)} sentences"
+            logger.info("mined %d/%d papers (%s: %s)", i, len(todo), p.name, status)
+        return out
+
+    try:
+        report = _run_mine(params, run, map_papers)
+    finally:
+        mine_mod.close_workers()
+    logger.info(
+        "mine: %d papers (%d mined, %d cached, %d failed), %d pages, %d sentences, %s pages/s",
+        report["papers"], report["mined"], report["cached"], report["failed"], report["pages"],
+        report["sentences"], report["pages_per_second"],
+    )
+    for f in report["failures"]:
+        logger.warning("not mined: %s: %s", f["file"], f["reason"])
+    _check(report, params)
+    return report
+
+
+def run_mine_flow(params_file: str | None = None) -> dict[str, Any]:
+    """Run the flow with the task runner the ``run`` params choose."""
+    run = load_run_params(params_file)
+    return mine_flow.with_options(task_runner=make_task_runner(run))(params_file)
+
+
+def mine_pdfs(paths: list[str | Path], params: MineParams | None = None, cache_dir: str | None = None,
+              workers: int = 2) -> tuple[list[Sentence], list[dict[str, Any]]]:
+    """Mine PDF files into sentences without Prefect (for `extract` and scripts):
+    uses the same per-paper cache when cache_dir is given. Returns (sentences in
+    file order, failures)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    params = params or MineParams()
+    cache_dir = cache_dir or tempfile.mkdtemp(prefix="relmine-mine-")
+    pdfs = [Path(p) for p in paths]
+    keys, todo = _plan(pdfs, params, cache_dir)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
+            fresh = dict(zip(map(str, todo), ex.map(lambda p: mine_one(str(p), params, cache_dir, keys[str(p)]), todo)))
+    finally:
+        mine_mod.close_workers()
+    sent_cache, stats_cache = _caches(cache_dir)
+    sentences: list[Sentence] = []
+    failures = []
+    for p in pdfs:
+        st = fresh.get(str(p))
+        if st is None:
+            sp = stats_cache.get(keys[str(p)])
+            st = json.loads(sp.read_text()) if sp else {"error": "no result"}
+        if st.get("error"):
+            failures.append({"file": str(p), "reason": st["error"]})
+            continue
+        sentences.extend(read_records(sent_cache.path(keys[str(p)]), Sentence))
+    return sentences, failures
+
+
+def main() -> None:
+    args = cli_args("Mine PDFs into sentences (data/mined) and write reports/mine.json")
+    run_main(run_mine_flow, args.params)
+
+
+if __name__ == "__main__":
+    main()

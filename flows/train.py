@@ -1,0 +1,79 @@
+"""Prefect flow `train`: data/augmented/train.jsonl + data/split/dev.jsonl -> models/relmine,
+reports/train.json and DVCLive curves in dvclive/.
+
+    python -m flows.train [--params params.yaml]
+
+Multi-GPU: ``accelerate launch -m flows.train`` (one process per GPU; see stages/train.py).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+
+from flows.common import cli_args, load_params, run_main
+from stages.errors import InputError
+from stages.records import Example, atomic_write_json, iter_jsonl
+
+log = logging.getLogger("relmine.train")
+
+DVCLIVE_DIR = "dvclive"
+
+
+def read_examples(path: str, stage: str) -> list[Example]:
+    """Valid Examples of a JSONL file; a bad record is reported by file:line and skipped."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: not found; run the {stage} stage first (dvc repro {stage})")
+    out: list[Example] = []
+    for lineno, d in enumerate(iter_jsonl(p), 1):
+        try:
+            ex = Example.from_dict(d)
+            ex.validate()
+            out.append(ex)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("%s: record %d skipped: %s; fix or remove it (schema: stages/records.py Example)", p, lineno, exc)
+    return out
+
+
+@task(name="train-model")
+def train_task(params: Any, live_dir: str) -> dict:
+    from dvclive import Live
+
+    from stages.train import result_report, train_model
+
+    train = read_examples(params.train, "augment")
+    dev = read_examples(params.dev, "split")
+    # DVCLive writes the curves (dvclive/plots/metrics) that dvc.yaml declares as plots
+    with Live(dir=live_dir, save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        def log_fn(step: int, metrics: dict[str, float]) -> None:
+            live.step = step
+            for k, v in metrics.items():
+                live.log_metric(k, v)
+
+        result = train_model(params, train, dev, log_fn=log_fn)
+    return result_report(result, params)
+
+
+@flow(name="train")
+def train_flow(params_path: str | None = None, live_dir: str = DVCLIVE_DIR) -> dict:
+    from stages.train import TrainParams
+
+    params = load_params(TrainParams, "train", params_path)
+    report = train_task(params, live_dir)
+    atomic_write_json(params.report, report)
+    log.info("trained in %.0f s: %.1f samples/s, %d epochs, best dev macro-F1 %.4f -> %s",
+             report["wall_seconds"], report["samples_per_s"], report["epochs_run"], report["best_dev_macro_f1"],
+             params.out_dir)
+    return report
+
+
+def main() -> None:
+    args = cli_args("Train the relation classifier (LoRA + typed entity markers).")
+    run_main(train_flow, args.params)
+
+
+if __name__ == "__main__":
+    main()

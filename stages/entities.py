@@ -1,0 +1,384 @@
+"""Entity mention finding: user regexes and gazetteers, in one pass per sentence.
+
+How a sentence is annotated (``EntityAnnotator.find``):
+
+1. every regex pattern runs with a time limit (a pattern that times out is
+   reported in ``timeouts`` and switched off for the rest of the run);
+2. all gazetteers run together as one Aho-Corasick automaton over the
+   lower-cased sentence; a hit counts only on word boundaries and when its
+   case rule holds (``exact``: as written in the list; ``title``: every word
+   capitalised, connectors such as "of" or "and" excepted; ``any``);
+3. a type's ``extend_left`` / ``extend_right`` regexes grow a candidate over
+   qualifiers (``Lower`` Devonian, Cambrian ``Stage 5``);
+4. stop-list and exclusions drop candidates;
+5. **overlap rule**: candidates are taken longest first, then by higher
+   priority, then leftmost, then in file order; a candidate overlapping one
+   already taken is dropped. Nested or crossing mentions never survive;
+6. **document-level propagation** (``propagate``, per paper, after all its
+   sentences): names taught by some mentions (the genus of each binomial) become
+   mentions where they stand alone elsewhere in the same paper.
+
+Also here: the scorer against the BGS stratigraphic NER gold set (token<TAB>label,
+IO tags), span precision/recall/F1 with exact and partial (overlap) matching.
+"""
+from __future__ import annotations
+
+import re as _re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import ahocorasick
+
+from .patterns import EntitySpec
+from .records import AnnotatedSentence, Mention, Sentence
+
+# Words allowed in lower case inside a title-case name ("Mill of Forest Till").
+CONNECTORS = {"of", "and", "the", "de", "la", "le", "du", "des", "del", "van", "von", "on", "upon", "in", "&", "y"}
+
+
+@dataclass
+class Candidate:
+    start: int
+    end: int
+    type: str
+    source: str
+    priority: int
+    order: int  # position of the pattern/gazetteer in the file, last tie-breaker
+
+
+@dataclass
+class AnnotatorStats:
+    sentences: int = 0
+    skipped: int = 0
+    mentions: Counter = field(default_factory=Counter)  # per type
+    sources: Counter = field(default_factory=Counter)  # per pattern id / gazetteer
+    timeouts: Counter = field(default_factory=Counter)  # per pattern id
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "sentences": self.sentences,
+            "skipped_sentences": self.skipped,
+            "mentions": dict(sorted(self.mentions.items())),
+            "sources": dict(self.sources.most_common()),
+            "timeouts": dict(self.timeouts),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _title_ok(text: str) -> bool:
+    for word in text.replace("-", " ").split():
+        if word.lower() in CONNECTORS:
+            continue
+        first = next((c for c in word if c.isalnum()), "")
+        if first and not (first.isupper() or first.isdigit()):
+            return False
+    return True
+
+
+class EntityAnnotator:
+    """Compiled entity patterns of one domain; ``find(text)`` -> mentions."""
+
+    def __init__(self, spec: EntitySpec, regex_timeout_s: float = 1.0):
+        self.spec = spec
+        self.timeout = regex_timeout_s
+        self.disabled: set[str] = set()
+        self.stats = AnnotatorStats()
+        self._automaton = self._build_automaton()
+
+    def _build_automaton(self):
+        if not any(g.names for g in self.spec.gazetteers):
+            return None
+        auto = ahocorasick.Automaton()
+        entries: dict[str, list[tuple[int, str]]] = {}
+        for gi, gaz in enumerate(self.spec.gazetteers):
+            for name in gaz.names:
+                key = name.lower()
+                if len(key) != len(name):  # lower() changed the length: offsets would drift
+                    continue
+                entries.setdefault(key, []).append((gi, name))
+        for key, vals in entries.items():
+            auto.add_word(key, (len(key), tuple(vals)))
+        auto.make_automaton()
+        return auto
+
+    # -- candidates -------------------------------------------------------------
+
+    def _regex_candidates(self, text: str, out: list[Candidate]) -> None:
+        for order, pat in enumerate(self.spec.patterns):
+            if pat.id in self.disabled:
+                continue
+            try:
+                for m in pat.regex.finditer(text, timeout=self.timeout):
+                    s, e = m.span("mention") if "mention" in pat.regex.groupindex else m.span()
+                    if s >= 0 and e > s:
+                        out.append(Candidate(s, e, pat.type, pat.id, pat.priority, order))
+            except TimeoutError:
+                # Reported and skipped: one bad pattern must not stall the whole run.
+                self.stats.timeouts[pat.id] += 1
+                self.disabled.add(pat.id)
+
+    def _gazetteer_candidates(self, text: str, out: list[Candidate]) -> None:
+        if self._automaton is None:
+            return
+        low = text.lower()
+        if len(low) != len(text):  # rare Unicode case folding changing length: fold char by char
+            low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+        n = len(text)
+        gazs = self.spec.gazetteers
+        base = len(self.spec.patterns)
+        for end_idx, (length, vals) in self._automaton.iter(low):
+            end = end_idx + 1
+            start = end - length
+            if (start > 0 and _is_word_char(text[start - 1])) or (end < n and _is_word_char(text[end])):
+                continue
+            surface = text[start:end]
+            for gi, name in vals:
+                gaz = gazs[gi]
+                if gaz.case == "exact" and surface != name:
+                    continue
+                if gaz.case == "title" and not _title_ok(surface):
+                    continue
+                out.append(Candidate(start, end, gaz.type, f"gazetteer:{gaz.id}", gaz.priority, base + gi))
+
+    def _extend(self, text: str, c: Candidate) -> None:
+        ts = self.spec.types.get(c.type)
+        if ts is None:
+            return
+        if ts.extend_left is not None:
+            lo = max(0, c.start - 80)
+            m = ts.extend_left.search(text, lo, c.start, timeout=self.timeout)
+            if m and m.start() < c.start:
+                c.start = m.start()
+        if ts.extend_right is not None:
+            m = ts.extend_right.match(text, c.end, timeout=self.timeout)
+            if m and m.end() > c.end:
+                c.end = m.end()
+
+    def _excluded(self, text: str, c: Candidate, overlap_spans: list[tuple[int, int, list[str]]]) -> bool:
+        surface = text[c.start:c.end]
+        if surface.lower() in self.spec.stoplist:
+            return True
+        for ex in self.spec.exclusions:
+            if ex.match == "full" and (not ex.types or c.type in ex.types) and ex.regex.fullmatch(surface):
+                return True
+        for s, e, types in overlap_spans:
+            if s < c.end and c.start < e and (not types or c.type in types):
+                return True
+        return False
+
+    def _overlap_spans(self, text: str) -> list[tuple[int, int, list[str]]]:
+        return [(m.start(), m.end(), ex.types)
+                for ex in self.spec.exclusions if ex.match == "overlap"
+                for m in ex.regex.finditer(text, timeout=self.timeout)]
+
+    # -- public -----------------------------------------------------------------
+
+    def find(self, text: str) -> list[Mention]:
+        cands: list[Candidate] = []
+        self._regex_candidates(text, cands)
+        self._gazetteer_candidates(text, cands)
+        if not cands:
+            return []
+        overlap_spans = self._overlap_spans(text)
+        kept: list[Candidate] = []
+        for c in cands:
+            try:
+                self._extend(text, c)
+            except TimeoutError:
+                self.stats.timeouts[f"extend:{c.type}"] += 1
+            if not self._excluded(text, c, overlap_spans):
+                kept.append(c)
+        return [Mention(c.start, c.end, text[c.start:c.end], c.type, c.source) for c in resolve_overlaps(kept)]
+
+    def annotate(self, sentences: Iterable[Sentence], skip_sections: Iterable[str] = (),
+                 stats: AnnotatorStats | None = None) -> list[AnnotatedSentence]:
+        """Annotate sentences; those in ``skip_sections`` are kept (so sentence ids stay
+        dense) but get no mentions. Then the spec's propagation rules run once per paper
+        (``doc_id``) over its annotated sentences. Counts go to ``stats`` (one per task
+        when threads share an annotator), else to ``self.stats``."""
+        st = stats if stats is not None else self.stats
+        skip = {s.lower() for s in skip_sections}
+        t0 = time.perf_counter()
+        out: list[AnnotatedSentence] = []
+        live: dict[str, list[AnnotatedSentence]] = {}  # per paper, the sentences not skipped
+        for s in sentences:
+            st.sentences += 1
+            a = AnnotatedSentence(s.doc_id, s.sent_id, s.page, s.section, s.text, s.kind, [])
+            if s.section.lower() in skip:
+                st.skipped += 1
+            else:
+                a.mentions = self.find(s.text)  # timeouts are counted in self.stats
+                live.setdefault(s.doc_id, []).append(a)
+            out.append(a)
+        if self.spec.propagation:
+            for doc_sents in live.values():
+                self.propagate(doc_sents)
+        for a in out:
+            for m in a.mentions:
+                st.mentions[m.type] += 1
+                st.sources[m.source] += 1
+        st.seconds += time.perf_counter() - t0
+        return out
+
+    def propagate(self, paper: list[AnnotatedSentence]) -> int:
+        """Second pass over one paper: names taught by the propagation rules' source
+        mentions (e.g. the genus of every binomial) become mentions wherever they stand
+        alone in the paper. A name is never taught when it also appears inside a mention
+        of another type in the paper (a genus "Wheeler" next to "Wheeler Formation") or
+        is stop-listed; a new mention never overlaps an existing one. Returns the number
+        of mentions added (in place)."""
+        added = 0
+        for rule in self.spec.propagation:
+            sources = set(rule.sources)
+            names: set[str] = set()
+            blocked: set[str] = set()
+            for a in paper:
+                for m in a.mentions:
+                    if m.type == rule.type and m.source in sources:
+                        hit = rule.take.search(m.text, timeout=self.timeout)
+                        if hit:
+                            name = hit.group("name") if "name" in rule.take.groupindex else hit.group()
+                            if name and len(name) >= rule.min_length:
+                                names.add(name)
+                    elif m.type != rule.type:
+                        blocked.update(m.text.split())
+            names = {n for n in names - blocked if n.lower() not in self.spec.stoplist}
+            if not names:
+                continue
+            finder = _re.compile(r"(?<![\w.])(?:" + "|".join(_re.escape(n) for n in sorted(names, key=len, reverse=True))
+                                 + r")(?![\w])")
+            for a in paper:
+                hits = [h for h in finder.finditer(a.text)
+                        if all(h.end() <= m.start or m.end <= h.start() for m in a.mentions)]
+                if not hits:
+                    continue
+                spans = self._overlap_spans(a.text)
+                for h in hits:
+                    c = Candidate(h.start(), h.end(), rule.type, rule.id, rule.priority, 0)
+                    if not self._excluded(a.text, c, spans):
+                        a.mentions.append(Mention(c.start, c.end, h.group(), rule.type, rule.id))
+                        added += 1
+                a.mentions.sort(key=lambda m: m.start)
+        return added
+
+def resolve_overlaps(cands: list[Candidate]) -> list[Candidate]:
+    """Longest first, then higher priority, then leftmost, then file order; drop overlaps."""
+    taken: list[Candidate] = []
+    for c in sorted(cands, key=lambda c: (-(c.end - c.start), -c.priority, c.start, c.order)):
+        if all(c.end <= t.start or t.end <= c.start for t in taken):
+            taken.append(c)
+    taken.sort(key=lambda c: c.start)
+    return taken
+
+
+# --- gold scoring ------------------------------------------------------------------
+
+GoldSpan = tuple[int, int, str]  # token start, token end (exclusive), label
+
+
+def read_conll_io(path: str | Path) -> list[tuple[list[str], list[str]]]:
+    """token<TAB>label lines, blank line between sentences -> [(tokens, labels)]."""
+    sents: list[tuple[list[str], list[str]]] = []
+    toks: list[str] = []
+    labs: list[str] = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.rstrip("\n")
+            if not line.strip():
+                if toks:
+                    sents.append((toks, labs))
+                    toks, labs = [], []
+                continue
+            tok, _, lab = line.rpartition("\t")
+            toks.append(tok)
+            labs.append(lab or "O")
+    if toks:
+        sents.append((toks, labs))
+    return sents
+
+
+def io_spans(labels: list[str]) -> list[GoldSpan]:
+    """IO tags -> spans (a run of the same label is one span: IO cannot split neighbours)."""
+    spans, i = [], 0
+    while i < len(labels):
+        if labels[i] == "O":
+            i += 1
+            continue
+        j = i
+        while j < len(labels) and labels[j] == labels[i]:
+            j += 1
+        spans.append((i, j, labels[i]))
+        i = j
+    return spans
+
+
+def mentions_to_token_spans(tokens: list[str], mentions: list[Mention], type_map: dict[str, str]) -> list[GoldSpan]:
+    """Map character mentions on " ".join(tokens) to token spans (tokens they touch)."""
+    starts, pos = [], 0
+    for t in tokens:
+        starts.append(pos)
+        pos += len(t) + 1
+    out = []
+    for m in mentions:
+        if m.type not in type_map:
+            continue
+        toks = [i for i, s in enumerate(starts) if s < m.end and m.start < s + len(tokens[i])]
+        if toks:
+            out.append((toks[0], toks[-1] + 1, type_map[m.type]))
+    return out
+
+
+def _prf(tp_p: int, n_pred: int, tp_g: int, n_gold: int) -> dict:
+    p = tp_p / n_pred if n_pred else 0.0
+    r = tp_g / n_gold if n_gold else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)}
+
+
+def score_spans(pairs: list[tuple[list[GoldSpan], list[GoldSpan]]], labels: Iterable[str]) -> dict:
+    """Per gold label: exact (same tokens) and partial (any overlap) span P/R/F1.
+    Partial precision counts predictions overlapping a gold span; partial recall
+    counts gold spans overlapped by a prediction."""
+    out = {}
+    for lab in labels:
+        n_pred = n_gold = exact = pp = pg = 0
+        for gold, pred in pairs:
+            g = [s for s in gold if s[2] == lab]
+            p = [s for s in pred if s[2] == lab]
+            n_gold += len(g)
+            n_pred += len(p)
+            gs = {(a, b) for a, b, _ in g}
+            exact += sum((a, b) in gs for a, b, _ in p)
+            pp += sum(any(a < gb and ga < b for ga, gb, _ in g) for a, b, _ in p)
+            pg += sum(any(a < gb and ga < b for a, b, _ in p) for ga, gb, _ in g)
+        out[lab] = {"gold": n_gold, "predicted": n_pred,
+                    "exact": _prf(exact, n_pred, exact, n_gold), "partial": _prf(pp, n_pred, pg, n_gold)}
+    return out
+
+
+def score_gold(annotator: EntityAnnotator, gold_path: str | Path, type_map: dict[str, str],
+               limit: int | None = None, max_errors: int = 20) -> dict:
+    """Run the annotator on the gold sentences (tokens joined by spaces) and score it.
+    ``type_map`` maps our types to gold labels, e.g. {"STRAT": "LEXICON", "CHRONO": "CHRONOSTRAT"}."""
+    sents = read_conll_io(gold_path)[:limit]
+    pairs, errors = [], []
+    for toks, labs in sents:
+        text = " ".join(toks)
+        gold = [s for s in io_spans(labs) if s[2] in type_map.values()]
+        pred = mentions_to_token_spans(toks, annotator.find(text), type_map)
+        pairs.append((gold, pred))
+        if len(errors) < max_errors and set(gold) != set(pred):
+            errors.append({"text": text,
+                           "missed": [" ".join(toks[a:b]) + f" [{lab}]" for a, b, lab in gold if (a, b, lab) not in pred],
+                           "spurious": [" ".join(toks[a:b]) + f" [{lab}]" for a, b, lab in pred if (a, b, lab) not in gold]})
+    scores = score_spans(pairs, list(type_map.values()))
+    return {"gold_file": str(gold_path), "sentences": len(sents),
+            "mapping": {k: v for k, v in type_map.items()}, "scores": scores, "examples_of_errors": errors}

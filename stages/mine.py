@@ -1,0 +1,1364 @@
+"""Mine PDFs into clean, layout-aware sentences (pure logic: no Prefect, no DVC).
+
+Engine: pypdfium2 (PDFium; BSD-3/Apache-2.0). PyMuPDF is faster on some
+layouts but AGPL; pdfplumber is MIT but ~50x slower (pure Python per char).
+
+Per page we take PDFium's text (one call) and its line breaks, split PDFium's
+"lines" where it glued two visual lines (its own hyphen joins, marked U+FFFE)
+or two columns (a large horizontal gap between text runs), and give every
+line fragment a box from PDFium's text rectangles (a few ctypes calls per
+line, never a Python loop over every character except on the rare lines that
+must be split). Then, per document:
+
+* drop running headers/footers (edge lines repeated across pages, page
+  numbers), margin line numbers and rotated margin text;
+* find the gutter of two-column pages (the x with no line crossing it, with
+  column-wide lines on both sides) and read band by band: full-width lines
+  (titles, abstracts, wide tables and captions) in place, between them the
+  left column then the right one;
+* group lines into blocks, tag headings (-> section), captions, tables and
+  references; carry a paragraph across column and page breaks when it did
+  not end a sentence;
+* NFKC-normalise, rejoin hyphenated words with the document's own vocabulary,
+  split sentences with spaCy (blank English tokenizer + a rule component that
+  knows scientific abbreviations).
+
+Pages without a text layer (or with a garbled one: an OCR layer without word
+spaces) are OCR'd with the ``tesseract`` CLI when installed and ``ocr`` is on,
+else reported as skipped with a reason.
+
+Time limit: ``mine_paper`` checks a deadline between pages (and gives
+tesseract only the time left); ``mine_paper_isolated`` runs it in a reusable
+worker subprocess (``python -m stages.mine --worker``) that is killed when the
+deadline passes, so even a page stuck inside PDFium cannot hold a paper longer
+than the limit.
+"""
+from __future__ import annotations
+
+import atexit
+import bisect
+import ctypes
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unicodedata
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .records import Sentence
+
+# --- params -----------------------------------------------------------------
+
+
+@dataclass
+class MineParams:
+    """``mine`` section of params.yaml."""
+
+    papers_dir: str = "data/papers"
+    out_dir: str = "data/mined"
+    report: str = "reports/mine.json"
+    paper_timeout_s: float = 120.0  # a paper taking longer is reported as failed
+    strict: bool = False  # true: any unreadable paper fails the stage
+    isolate: bool = True  # run each paper in a worker process the time limit can kill
+    ocr: bool = True  # OCR pages without a text layer when tesseract is installed
+    ocr_garbled: bool = True  # ... and pages whose text layer has no word spaces
+    ocr_lang: str = "eng"
+    ocr_dpi: int = 200
+    min_sentence_chars: int = 20
+    max_sentence_chars: int = 1500  # longer "sentences" (run-on tables) are cut at this length
+
+    def check(self) -> None:
+        if self.paper_timeout_s <= 0:
+            raise ValueError("paper_timeout_s must be > 0")
+        if not 50 <= self.ocr_dpi <= 600:
+            raise ValueError("ocr_dpi must be between 50 and 600")
+        if self.min_sentence_chars < 0 or self.max_sentence_chars < 50:
+            raise ValueError("min_sentence_chars must be >= 0 and max_sentence_chars >= 50")
+
+    def key(self) -> dict[str, Any]:
+        """The params that change what is mined (the cache key part)."""
+        d = asdict(self)
+        for k in ("papers_dir", "out_dir", "report", "paper_timeout_s", "strict", "isolate"):
+            d.pop(k)
+        if self.ocr:
+            d["tesseract"] = tesseract_version()
+        return d
+
+
+class PaperError(Exception):
+    """A paper that cannot be mined; the message is the reason for the report."""
+
+
+class PaperTimeout(PaperError):
+    pass
+
+
+@dataclass
+class PaperResult:
+    doc_id: str
+    path: str
+    sentences: list[Sentence] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # reason when the paper could not be mined
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "path": self.path,
+            "sentences": [asdict(s) for s in self.sentences],
+            "stats": self.stats,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "PaperResult":
+        return cls(d["doc_id"], d["path"], [Sentence(**s) for s in d["sentences"]], d["stats"], d["error"])
+
+
+# --- text normalisation --------------------------------------------------------
+
+# chars whose NFKC form starts with a space (spacing accents: ´ ¨ ¸ ...) would
+# become " ́"; keep them as they are
+_NFKC_PROTECT = {
+    c: c for c in map(chr, range(0xA0, 0x3000))
+    if len(unicodedata.normalize("NFKC", c)) > 1 and unicodedata.normalize("NFKC", c)[0] == " "
+}
+_CHAR_FIXES = str.maketrans({
+    "\u00ad": "",  # soft hyphen inside a line
+    "\ufffe": "-",  # PDFium's mark for a hyphen it joined across lines
+    "\x02": "-",
+    "\t": " ",
+    "\u00a0": " ",
+    "\u2010": "-",  # hyphen
+    "\u2011": "-",  # non-breaking hyphen
+    "\ufb01": "fi", "\ufb02": "fl", "\ufb00": "ff", "\ufb03": "ffi", "\ufb04": "ffl",
+})
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufeff\ufffd\ud800-\udfff]")
+_SPACES_RE = re.compile(r"\s+")
+
+
+def normalize_text(s: str) -> str:
+    """NFKC (ligatures, full-width letters, compatibility chars), no control chars,
+    single spaces."""
+    s = s.translate(_CHAR_FIXES)
+    if not s.isascii():
+        if any(c in _NFKC_PROTECT for c in s):
+            parts = re.split(f"([{''.join(_NFKC_PROTECT)}])", s)
+            s = "".join(p if p in _NFKC_PROTECT else unicodedata.normalize("NFKC", p) for p in parts)
+        else:
+            s = unicodedata.normalize("NFKC", s)
+    s = _CONTROL_RE.sub("", s)
+    return _SPACES_RE.sub(" ", s).strip()
+
+
+# --- geometry ----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Line:
+    """A visual line fragment; PDF coordinates (y grows upwards)."""
+
+    text: str
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    page: int  # 1-based
+    bold: bool = False
+    col: str = "F"  # column after layout: L, R or F (full width / single column)
+    table: bool = False  # one of several fragments on the same row in one column
+
+    @property
+    def size(self) -> float:
+        return self.y1 - self.y0
+
+    @property
+    def width(self) -> float:
+        return self.x1 - self.x0
+
+
+@dataclass
+class PageText:
+    number: int
+    width: float
+    height: float
+    lines: list[Line]
+    source: str = "text"  # text | ocr
+    skipped: str | None = None  # reason when the page gave no text
+
+
+_pdfium_lock = threading.Lock()  # PDFium is not thread-safe: one thread in it at a time
+
+
+def _load_pdfium():
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as raw
+
+    return pdfium, raw
+
+
+class _PdfiumCalls:
+    """Pre-bound raw calls and reusable out-params (avoid wrapper overhead per line)."""
+
+    def __init__(self):
+        _, raw = _load_pdfium()
+        self.raw = raw
+        self.l, self.t, self.r, self.b = (ctypes.c_double() for _ in range(4))
+        self.refs = tuple(ctypes.byref(v) for v in (self.l, self.t, self.r, self.b))
+        self.fontbuf = ctypes.create_string_buffer(128)
+        self.flags = ctypes.c_int()
+        self.turned = False  # the last page read was turned (sideways text)
+
+    def rect(self, tp, i: int) -> tuple[float, float, float, float]:
+        self.raw.FPDFText_GetRect(tp, i, *self.refs)  # left, top, right, bottom
+        return self.l.value, self.b.value, self.r.value, self.t.value
+
+    def charbox(self, tp, i: int) -> tuple[float, float, float, float]:
+        l, t, r, b = self.refs
+        self.raw.FPDFText_GetCharBox(tp, i, l, r, b, t)  # left, right, bottom, top
+        return self.l.value, self.b.value, self.r.value, self.t.value
+
+    def bold(self, tp, i: int) -> bool:
+        if self.raw.FPDFText_GetFontWeight(tp, i) >= 600:
+            return True
+        n = self.raw.FPDFText_GetFontInfo(tp, i, self.fontbuf, 128, ctypes.byref(self.flags))
+        name = self.fontbuf.raw[: max(n - 1, 0)].decode("latin-1", "replace").lower()
+        return "bold" in name or "black" in name or "heavy" in name or name.endswith((",b", "-b", "-bd"))
+
+
+def _page_text(tp, raw) -> str:
+    n = raw.FPDFText_CountChars(tp)
+    if n <= 0:
+        return ""
+    buf = (ctypes.c_ushort * (n + 1))()
+    m = raw.FPDFText_GetText(tp, 0, n, buf)
+    return bytes(buf)[: 2 * max(m - 1, 0)].decode("utf-16-le", "replace")
+
+
+_LINE_SPLIT_RE = re.compile(r"\r\n|\r|\n|(?<=\ufffe)")
+
+
+def _pieces(text: str) -> Iterable[tuple[int, str]]:
+    """(text offset, piece) for PDFium's lines, also split after its hyphen joins."""
+    pos = 0
+    for m in _LINE_SPLIT_RE.finditer(text):
+        if m.start() > pos or m.end() > m.start():
+            yield pos, text[pos : m.start()]
+            pos = m.end()
+    if pos < len(text):
+        yield pos, text[pos:]
+
+
+def extract_page_lines(page, tp, number: int, calls: _PdfiumCalls) -> list[Line]:
+    """Line fragments of one page from PDFium's text layer."""
+    raw = calls.raw
+    text = _page_text(tp, raw)
+    width, height = page.get_size()
+    pieces = []
+    flow_x = flow_y = 0.0  # how far text runs move along x and along y
+    for off, piece in _pieces(text):
+        stripped = piece.strip()
+        if not stripped:
+            continue
+        a = off + len(piece) - len(piece.lstrip())
+        b = a + len(stripped) - 1
+        cs = raw.FPDFText_GetCharIndexFromTextIndex(tp, a)
+        ce = raw.FPDFText_GetCharIndexFromTextIndex(tp, b)
+        if cs < 0 or ce < cs:
+            continue
+        k = raw.FPDFText_CountRects(tp, cs, ce - cs + 1)
+        if k <= 0:
+            continue
+        rects = [calls.rect(tp, j) for j in range(k)]
+        dx = (rects[-1][0] + rects[-1][2] - rects[0][0] - rects[0][2]) / 2
+        dy = (rects[-1][1] + rects[-1][3] - rects[0][1] - rects[0][3]) / 2
+        flow_x += abs(dx)
+        flow_y += dy
+        pieces.append((stripped, a, b, cs, ce, rects, dx, dy))
+    # text set sideways (a landscape table or caption, /Rotate pages): turn the
+    # page so that text runs left to right
+    turn = 0
+    if abs(flow_y) > 2 * flow_x:
+        turn = 1 if flow_y > 0 else -1
+    calls.turned = bool(turn)
+    lines: list[Line] = []
+    for stripped, a, b, cs, ce, rects, dx, dy in pieces:
+        if turn:
+            rects = [_turn(r, turn, width, height) for r in rects]
+        elif abs(dy) > 20 and abs(dy) > 2 * abs(dx):
+            continue  # vertical text on an upright page: margin stamps, axis labels
+        h = max(r[3] - r[1] for r in rects)
+        # PDFium glued visual lines (two columns, a margin line number, table
+        # cells, another baseline): cut where the next text run jumps
+        groups = [[rects[0]]]
+        lo, hi = rects[0][1], rects[0][3]  # vertical extent of the current group
+        for p, q in zip(rects, rects[1:]):
+            if _breaks(p, q, h, lo, hi):
+                groups.append([q])
+                lo, hi = q[1], q[3]
+            else:
+                groups[-1].append(q)
+                lo, hi = min(lo, q[1]), max(hi, q[3])
+        bold = len(stripped) < 120 and calls.bold(tp, cs) and calls.bold(tp, ce)
+        if len(groups) == 1:
+            lines.append(_line(stripped, rects, number, bold))
+            continue
+        cuts = None if turn else _cut_indices(tp, raw, groups, cs, ce)
+        if cuts is None:
+            if turn:
+                lines.append(_line(stripped, rects, number, bold))
+            else:
+                lines.extend(_split_by_chars(tp, text, a, b, cs, ce, h, number, bold, calls))
+            continue
+        bounds = [a, *cuts, b + 1]
+        for g, (s0, s1) in zip(groups, zip(bounds, bounds[1:])):
+            t = text[s0:s1].strip()
+            if t:
+                lines.append(_line(t, g, number, bold))
+    return lines
+
+
+def _turn(r: tuple[float, float, float, float], turn: int, width: float, height: float) -> tuple[float, float, float, float]:
+    """Rotate a box so that sideways text reads left to right (turn=1: text ran up the page)."""
+    x0, y0, x1, y1 = r
+    if turn > 0:
+        return (y0, width - x1, y1, width - x0)
+    return (height - y1, x0, height - y0, x1)
+
+
+def _line(text: str, rects: list[tuple[float, float, float, float]], number: int, bold: bool) -> Line:
+    return Line(
+        text,
+        min(r[0] for r in rects), min(r[1] for r in rects),
+        max(r[2] for r in rects), max(r[3] for r in rects),
+        number, bold,
+    )
+
+
+def _cut_indices(tp, raw, groups, cs: int, ce: int) -> list[int] | None:
+    """Text index where each group after the first starts (the char at the left
+    edge of its first rect), or None when that cannot be found reliably."""
+    cuts: list[int] = []
+    last = cs
+    for g in groups[1:]:
+        r = g[0]
+        w = min(1.0, (r[2] - r[0]) / 2)
+        ci = raw.FPDFText_GetCharIndexAtPos(tp, r[0] + w, (r[1] + r[3]) / 2, 0.5, 0.5)
+        if ci <= last or ci > ce:
+            return None
+        ti = raw.FPDFText_GetTextIndexFromCharIndex(tp, ci)
+        if ti < 0 or (cuts and ti <= cuts[-1]):
+            return None
+        cuts.append(ti)
+        last = ci
+    return cuts
+
+
+def _breaks(p: tuple[float, float, float, float], q: tuple[float, float, float, float], h: float,
+            lo: float | None = None, hi: float | None = None) -> bool:
+    """Does box q (next in text order) start a new visual line after box p?
+    (lo, hi): vertical extent of the line so far, so superscripts don't cut it."""
+    lo = p[1] if lo is None else lo
+    hi = p[3] if hi is None else hi
+    return (
+        q[0] - p[2] > max(1.5 * h, 8.0)
+        or min(hi, q[3]) - max(lo, q[1]) < -0.5
+        or q[2] < p[0] - 1
+    )
+
+
+def _split_by_chars(tp, text: str, a: int, b: int, cs: int, ce: int, h: float, number: int, bold: bool,
+                    calls: _PdfiumCalls) -> list[Line]:
+    """Per-char boxes for a glued line the rect cut could not place."""
+    raw = calls.raw
+    same_len = (ce - cs) == (b - a)
+    out: list[Line] = []
+    chars: list[str] = []
+    box: list[float] | None = None
+    prev: tuple[float, float, float, float] | None = None
+
+    def emit() -> None:
+        t = "".join(chars).strip()
+        if box is not None and t:
+            out.append(Line(t, box[0], box[1], box[2], box[3], number, bold))
+
+    for i in range(cs, ce + 1):
+        if same_len:
+            ch = text[a + i - cs]
+        else:
+            code = raw.FPDFText_GetUnicode(tp, i)
+            ch = chr(code) if 0 < code < 0xD800 or 0xE000 <= code < 0x110000 else ""
+        if ch in ("\r", "\n"):
+            continue
+        if ch.isspace():
+            chars.append(" ")
+            continue
+        bx = calls.charbox(tp, i)
+        if bx[2] - bx[0] <= 0 and bx[3] - bx[1] <= 0:
+            chars.append(ch)
+            continue
+        if prev is not None and box is not None and _breaks(prev, bx, h, box[1], box[3]):
+            emit()
+            chars, box = [], None
+        chars.append(ch)
+        if box is None:
+            box = [bx[0], bx[1], bx[2], bx[3]]
+        else:
+            box = [min(box[0], bx[0]), min(box[1], bx[1]), max(box[2], bx[2]), max(box[3], bx[3])]
+        prev = bx
+    emit()
+    return out
+
+
+# --- OCR ----------------------------------------------------------------------
+
+_tess_version: str | None = None
+
+
+def tesseract_version() -> str:
+    """'tesseract 5.3.0' or '' when the CLI is not installed."""
+    global _tess_version
+    if _tess_version is None:
+        exe = shutil.which("tesseract")
+        _tess_version = ""
+        if exe:
+            try:
+                out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=20)
+                _tess_version = (out.stdout or out.stderr).splitlines()[0].strip()
+            except (OSError, subprocess.SubprocessError, IndexError):
+                _tess_version = ""
+    return _tess_version
+
+
+def ocr_page_lines(page, number: int, width: float, height: float, params: MineParams, timeout: float) -> list[Line]:
+    """Render one page and OCR it with tesseract (TSV: a box per word) into Lines."""
+    scale = params.ocr_dpi / 72.0
+    with _pdfium_lock:
+        image = page.render(scale=scale, grayscale=True).to_pil()
+    with tempfile.TemporaryDirectory(prefix="relmine-ocr-") as tmp:
+        png = Path(tmp) / "page.png"
+        image.save(png)
+        env = {**os.environ, "OMP_THREAD_LIMIT": "1"}  # one core per page: workers run in parallel
+        try:
+            out = subprocess.run(
+                ["tesseract", str(png), "stdout", "-l", params.ocr_lang, "--psm", "3", "tsv"],
+                capture_output=True, text=True, timeout=max(timeout, 1.0), env=env,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise PaperTimeout(f"timeout: OCR of page {number} ran past the paper time limit") from exc
+    if out.returncode != 0:
+        raise PaperError(f"tesseract failed on page {number}: {out.stderr.strip()[:200]}")
+    words: dict[tuple[str, str, str], list[tuple[float, float, float, float, str]]] = {}
+    for row in out.stdout.splitlines()[1:]:
+        cols = row.split("\t")
+        if len(cols) < 12 or cols[0] != "5" or not cols[11].strip():
+            continue
+        try:
+            left, top, w, h, conf = float(cols[6]), float(cols[7]), float(cols[8]), float(cols[9]), float(cols[10])
+        except ValueError:
+            continue
+        if conf < 10:  # noise from pictures
+            continue
+        words.setdefault((cols[2], cols[3], cols[4]), []).append((left, top, w, h, cols[11]))
+    lines = []
+    for ws in words.values():
+        x0 = min(w[0] for w in ws) / scale
+        x1 = max(w[0] + w[2] for w in ws) / scale
+        top = min(w[1] for w in ws) / scale
+        bottom = max(w[1] + w[3] for w in ws) / scale
+        text = " ".join(w[4] for w in ws)
+        lines.append(Line(text, x0, height - bottom, x1, height - top, number))
+    return lines
+
+
+# --- layout --------------------------------------------------------------------
+
+_NUM_RE = re.compile(r"^\(?\d{1,4}\)?$")
+_PAGE_NUM_RE = re.compile(r"^(page\s*)?\d{1,4}(\s*(of|/)\s*\d{1,4})?$|^[ivxlc]{1,6}$", re.I)
+_DIGITS_RE = re.compile(r"\d+")
+
+
+def _drop_line_numbers(lines: list[Line]) -> list[Line]:
+    """Margin line numbers: a column of >= 5 bare numbers at one x, left or right of
+    the text; also cut from the start of lines PDFium glued them to."""
+    nums = [ln for ln in lines if _NUM_RE.match(ln.text)]
+    if len(nums) < 5:
+        return lines
+    by_x = Counter(round(ln.x0 / 6) for ln in nums)
+    cols = [x for x, c in by_x.items() if c >= 5]
+    if not cols:
+        return lines
+    text_x0 = sorted(ln.x0 for ln in lines if not _NUM_RE.match(ln.text))
+    if not text_x0:
+        return lines
+    body_x0 = text_x0[len(text_x0) // 2]
+    body_x1 = sorted(ln.x1 for ln in lines)[len(lines) // 2]
+    margin_x = [x * 6 for x in cols]
+    out = []
+    for ln in lines:
+        at_col = any(abs(ln.x0 - mx) <= 6 for mx in margin_x)
+        if _NUM_RE.match(ln.text) and at_col and (ln.x1 <= body_x0 + 2 or ln.x0 >= body_x1 - 2):
+            continue
+        if at_col and ln.x0 < body_x0 - 4:
+            m = _LEAD_NUM_RE.match(ln.text)
+            if m:
+                ln.text = ln.text[m.end():]
+                if not ln.text:
+                    continue
+        out.append(ln)
+    return out
+
+
+_LEAD_NUM_RE = re.compile(r"^\d{1,4}\s+")
+
+
+def _edge_key(ln: Line) -> str:
+    return _DIGITS_RE.sub("#", ln.text.lower()).replace(" ", "")
+
+
+def drop_headers_footers(pages: list[PageText]) -> int:
+    """Remove running headers/footers (edge lines whose text, digits aside, repeats
+    on other pages) and page numbers; returns how many lines were dropped."""
+    def edge_lines(p: PageText) -> list[Line]:
+        if not p.lines:
+            return []
+        top = sorted(p.lines, key=lambda ln: -ln.y1)[:4]
+        bottom = sorted(p.lines, key=lambda ln: ln.y0)[:4]
+        band = 0.1 * p.height
+        return [ln for ln in top if ln.y0 > p.height - band - 30] + [ln for ln in bottom if ln.y1 < band + 30]
+
+    edges = {p.number: edge_lines(p) for p in pages}
+    counts: Counter[str] = Counter()
+    for lns in edges.values():
+        counts.update({_edge_key(ln) for ln in lns})
+    need = 2 if len(pages) <= 6 else 3
+    dropped = 0
+    for p in pages:
+        bad = {
+            id(ln) for ln in edges[p.number]
+            if counts[_edge_key(ln)] >= need or _PAGE_NUM_RE.match(ln.text.strip())
+        }
+        if bad:
+            dropped += len(bad)
+            p.lines = [ln for ln in p.lines if id(ln) not in bad]
+    return dropped
+
+
+def _rows(lines: list[Line]) -> list[list[Line]]:
+    """Group lines into rows (overlapping baselines), top to bottom, each row left to right."""
+    rows: list[list[Line]] = []
+    for ln in sorted(lines, key=lambda ln: -(ln.y0 + ln.y1)):
+        yc = (ln.y0 + ln.y1) / 2
+        if rows:
+            r0 = rows[-1][0]
+            if abs((r0.y0 + r0.y1) / 2 - yc) < 0.45 * min(r0.size, ln.size):
+                rows[-1].append(ln)
+                continue
+        rows.append([ln])
+    for r in rows:
+        r.sort(key=lambda ln: ln.x0)
+    return rows
+
+
+def find_gutter(lines: list[Line]) -> float | None:
+    """x of the gap between two columns, or None for a single-column page.
+
+    The gutter is the x near the middle crossed by the fewest lines, with
+    column-wide lines wholly on both sides; lines crossing it (titles,
+    abstracts, wide captions and tables) may not outnumber the column lines.
+    """
+    if len(lines) < 8:
+        return None
+    x_lo = min(ln.x0 for ln in lines)
+    x_hi = max(ln.x1 for ln in lines)
+    tw = x_hi - x_lo
+    if tw < 200:
+        return None
+    lo, hi = int(x_lo + 0.3 * tw), int(x_lo + 0.7 * tw)
+    n = hi - lo + 1
+    diff = [0] * (n + 1)
+    for ln in lines:
+        a = max(int(ln.x0) + 1, lo)
+        b = min(int(ln.x1), hi)
+        if a <= b:
+            diff[a - lo] += 1
+            diff[b - lo + 1] -= 1
+    cross, run = [], 0
+    for d in diff[:n]:
+        run += d
+        cross.append(run)
+    best = min(cross)
+    # middle of the longest run of minimal crossing
+    best_len, best_mid, i = 0, None, 0
+    while i < n:
+        if cross[i] == best:
+            j = i
+            while j + 1 < n and cross[j + 1] == best:
+                j += 1
+            if j - i + 1 > best_len:
+                best_len, best_mid = j - i + 1, lo + (i + j) / 2
+            i = j + 1
+        else:
+            i += 1
+    if best_mid is None or best_len < 4:
+        return None
+    g = best_mid
+    wide = 0.25 * tw
+    left = sum(1 for ln in lines if ln.x1 <= g and ln.width >= wide)
+    right = sum(1 for ln in lines if ln.x0 >= g and ln.width >= wide)
+    crossing_wide = sum(1 for ln in lines if ln.x0 < g < ln.x1 and ln.width >= wide)
+    if left >= 3 and right >= 3 and left + right >= 0.5 * crossing_wide:
+        return g
+    return None
+
+
+def order_page(lines: list[Line]) -> list[Line]:
+    """Reading order: bands of full-width lines in place; inside a band the left
+    column then the right one. Marks table rows (several fragments on one row of
+    one column)."""
+    g = find_gutter(lines)
+    if g is None:
+        for ln in lines:
+            ln.col = "F"
+    else:
+        for ln in lines:
+            ln.col = "L" if ln.x1 <= g + 1 else "R" if ln.x0 >= g - 1 else "F"
+    out: list[Line] = []
+    left: list[Line] = []
+    right: list[Line] = []
+
+    def flush() -> None:
+        for part in (left, right):
+            for row in _rows(part):
+                _mark_table(row)
+                out.extend(row)
+            part.clear()
+
+    for row in _rows(lines):
+        full = [ln for ln in row if ln.col == "F"]
+        if full:
+            flush()
+            if len(row) > 1:  # a row crossing the gutter with cells on both sides: a table
+                for ln in row:
+                    ln.col = "F"
+            _mark_table(row)
+            out.extend(row)
+        else:
+            for ln in row:
+                (left if ln.col == "L" else right).append(ln)
+    flush()
+    return out
+
+
+def _mark_table(row: list[Line]) -> None:
+    if len(row) >= 2:
+        for ln in row:
+            ln.table = True
+
+
+# --- blocks, sections --------------------------------------------------------
+
+_SECTIONS: list[tuple[str, re.Pattern[str]]] = [
+    (name, re.compile(rf"(?:{pat})$", re.I))
+    for name, pat in [
+        ("abstract", r"abstract|summary|synopsis"),
+        ("keywords", r"key ?words?|index terms"),
+        ("introduction", r"introduction|background|introduction and background"),
+        ("geological setting", r"(?:regional |local )?geolog\w*(?: setting| background| framework| context| overview)?"
+                               r"|(?:geographic\w*|geological|stratigraphic\w*) (?:setting|location|framework|position)"
+                               r"|location and geolog\w+.*|study (?:area|site|sections?)|localit(?:y|ies)"
+                               r"|geography and .*|stratigraphy(?: and .*)?"),
+        ("methods", r"(?:materials?|data|samples?)(?: and| &) (?:methods?|methodology)|methods?|methodology"
+                    r"|materials?|data|experimental(?: design| procedures?| setup)?|analytical methods"),
+        ("systematic palaeontology", r"systematic pal(?:a)?eontology|systematics|taxonomy|descriptions?"),
+        ("results", r"results?(?: and .*)?|findings"),
+        ("discussion", r"discussions?(?: and .*)?"),
+        ("conclusions", r"conclusions?|concluding remarks|summary and conclusions?"),
+        ("acknowledgements", r"acknowledge?ments?|funding|author contributions?|competing interests"
+                             r"|data availability(?: statement)?|conflicts? of interest"),
+        ("references", r"references?(?: cited)?|literature cited|bibliography|works cited|cited literature"),
+        ("appendix", r"appendix.*|appendices|supplementary (?:material|information|data).*|supporting information"),
+    ]
+]
+_HEADING_NUM_RE = re.compile(r"^(?:\d+(?:\.\d+)*\.?|[IVX]+\.|[A-H]\.)\s+")
+_INLINE_ABSTRACT_RE = re.compile(r"^(?:abstract|summary)\s*[.:—–-]\s*|^ABSTRACT\s+", re.I)
+_CAPTION_RE = re.compile(
+    r"^(?i:fig(?:ure)?s?\.?|table|plate|text-fig(?:ure)?\.?|supplementary (?:figure|table))\s*"
+    r"(?:[A-Z]?\d+[A-Za-z]?|[IVX]+)(?:\s*[.:|—]|\s+[A-Z(])"
+)
+_TERMINAL_RE = re.compile(r"[.?!][\"'”’)\]]{0,3}$")
+
+
+def ends_sentence(text: str) -> bool:
+    return bool(_TERMINAL_RE.search(text[-5:]))
+
+
+def section_of(heading: str) -> str | None:
+    """Canonical section name for a heading's text, or None."""
+    t = _HEADING_NUM_RE.sub("", heading.strip()).strip(" .:")
+    t = _SPACES_RE.sub(" ", t)
+    if not t or len(t) > 60:
+        return None
+    for name, pat in _SECTIONS:
+        if pat.match(t):
+            return name
+    return None
+
+
+@dataclass
+class Block:
+    lines: list[Line]
+    kind: str = "body"  # body | heading | caption | table
+    section: str | None = None  # set on headings that name a section
+
+    @property
+    def text(self) -> str:
+        return " ".join(ln.text for ln in self.lines)
+
+
+def make_blocks(lines: list[Line], body_size: float) -> list[Block]:
+    """Consecutive lines of one column, close together and of one size, form a block."""
+    blocks: list[Block] = []
+    cur: list[Line] = []
+    for ln in lines:
+        if cur:
+            p = cur[-1]
+            gap = p.y0 - ln.y1
+            same = (
+                ln.page == p.page
+                and ln.col == p.col
+                and ln.table == p.table
+                and -0.6 * min(ln.size, p.size) < gap < 0.9 * min(ln.size, p.size) + 1
+                and abs(ln.size - p.size) < 1.0
+                and not (_CAPTION_RE.match(ln.text) and ends_sentence(p.text))
+                and section_of(ln.text) is None
+                and section_of(p.text) is None
+                and not (p.bold and not ln.bold and len(p.text) < 60)
+            )
+            if ln.table and p.table and ln.page == p.page and ln.col == p.col and 0 <= gap < 2.5 * ln.size:
+                same = True  # table rows stay together across wider row spacing
+            if not same:
+                blocks.append(Block(cur))
+                cur = []
+        cur.append(ln)
+    if cur:
+        blocks.append(Block(cur))
+    for b in blocks:
+        _classify(b, body_size)
+    return blocks
+
+
+def _classify(b: Block, body_size: float) -> None:
+    first = b.lines[0].text
+    text = b.text
+    if _CAPTION_RE.match(first):
+        b.kind = "caption"
+        return
+    if sum(ln.table for ln in b.lines) > len(b.lines) / 2:
+        b.kind = "table"
+        return
+    sec = section_of(text) if len(b.lines) <= 2 else None
+    if sec is not None and not ends_sentence(text) or (sec is not None and len(text) < 40):
+        b.kind, b.section = "heading", sec
+        return
+    size = max(ln.size for ln in b.lines)
+    looks_heading = (
+        len(b.lines) <= 2
+        and len(text) < 90
+        and not text.endswith((".", ",", ";"))
+        and any(c.isalpha() for c in text)
+        and (all(ln.bold for ln in b.lines) or size > body_size + 1.2)
+        and not text[:1].islower()
+    )
+    if looks_heading:
+        b.kind = "heading"
+
+
+def body_font_size(pages: list[PageText]) -> float:
+    c: Counter[float] = Counter()
+    for p in pages:
+        for ln in p.lines:
+            c[round(ln.size * 2) / 2] += len(ln.text)
+    return c.most_common(1)[0][0] if c else 10.0
+
+
+# --- paragraphs ------------------------------------------------------------------
+
+
+@dataclass
+class Unit:
+    """Text handed to the sentence splitter: one paragraph (possibly across
+    columns and pages), a caption, a table row, a heading or a reference."""
+
+    kind: str
+    section: str
+    lines: list[Line]
+
+
+_WORD_RE = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+_HYPH_END_RE = re.compile(r"([^\W\d_]+(?:-[^\W\d_]+)*)-$")
+_FIRST_WORD_RE = re.compile(r"^([^\W\d_]+)")
+
+
+class Vocabulary:
+    """Words of the document, to decide how to rejoin a word hyphenated at a line end."""
+
+    def __init__(self, texts: Iterable[str]):
+        self.words: Counter[str] = Counter()
+        for t in texts:
+            # the first and last word of a line may be hyphenation fragments: skip them
+            ws = _WORD_RE.findall(t)
+            for w in ws[1:-1]:
+                w = w.lower()
+                self.words[w] += 1
+                if "-" in w:  # "state-of-the-art" also vouches for "state-of"
+                    parts = w.split("-")
+                    for x, y in zip(parts, parts[1:]):
+                        self.words[f"{x}-{y}"] += 1
+
+    def join(self, left: str, right: str) -> str:
+        """The text for 'left-' at a line end followed by 'right...' on the next line."""
+        m = _HYPH_END_RE.search(left[-80:])
+        r = _FIRST_WORD_RE.match(right)
+        if not m or not r:
+            # digits or symbols around the hyphen ("1994-" "-1998", "K-"): keep it
+            return left + right
+        head = m.group(1).rsplit("-", 1)[-1]
+        tail = r.group(1)
+        if tail[0].isupper() or (head.isupper() and len(head) <= 4):
+            return left + right  # "Cambrian-" + "Ordovician", "K-" + "Ar", "NE-" + "trending"
+        joined = (head + tail).lower()
+        hyphened = f"{head}-{tail}".lower()
+        if self.words[hyphened] > self.words[joined]:
+            return left + right
+        return left[:-1] + right
+
+
+def join_lines(lines: list[Line], vocab: Vocabulary) -> tuple[str, list[tuple[int, int]]]:
+    """Join lines into one text; returns the text and (offset, page) at each line start."""
+    text = ""
+    starts: list[tuple[int, int]] = []
+    for ln in lines:
+        t = ln.text
+        if not text:
+            starts.append((0, ln.page))
+            text = t
+            continue
+        if text.endswith("-") and len(text) > 1 and text[-2].isalpha() and t[:1].isalpha():
+            joined = vocab.join(text, t)
+            starts.append((len(joined) - len(t), ln.page))
+            text = joined
+        elif text.endswith(("—", "–", "/")):
+            starts.append((len(text), ln.page))
+            text += t
+        else:
+            starts.append((len(text) + 1, ln.page))
+            text += " " + t
+    return text, starts
+
+
+def build_units(pages: list[PageText]) -> list[Unit]:
+    """Blocks in reading order -> units; a paragraph cut by a column or page break
+    (no sentence end, or the next block starts in lower case) continues, across
+    captions and tables in between."""
+    body_size = body_font_size(pages)
+    units: list[Unit] = []
+    section = "front"
+    pending: Unit | None = None
+    in_refs = False
+
+    def close() -> None:
+        nonlocal pending
+        if pending is not None:
+            units.append(pending)
+            pending = None
+
+    for p in pages:
+        for b in make_blocks(p.lines, body_size):
+            if b.kind == "heading":
+                if b.section:
+                    section = b.section
+                    in_refs = section == "references"
+                close()
+                units.append(Unit("heading", section, b.lines))
+                continue
+            if b.kind in ("caption", "table"):
+                if b.kind == "table":
+                    for row in _rows(b.lines):
+                        units.append(Unit("table", section, row))
+                else:
+                    units.append(Unit("caption", section, b.lines))
+                continue
+            # body; small print (footnotes, affiliations, notes in figures) stays
+            # out of the paragraph it may interrupt
+            if max(ln.size for ln in b.lines) < body_size - 1.2 and section not in ("references",):
+                units.append(Unit("body", section, b.lines))
+                continue
+            m = _INLINE_ABSTRACT_RE.match(b.lines[0].text)
+            if m and section in ("front", "abstract", "keywords"):
+                close()
+                section = "abstract"
+            if in_refs:
+                close()
+                units.extend(Unit("reference", section, ls) for ls in _reference_entries(b.lines))
+                continue
+            if pending is not None:
+                prev = pending.lines[-1].text
+                nxt = b.lines[0].text
+                if not ends_sentence(prev) or nxt[:1].islower():
+                    pending.lines.extend(b.lines)
+                    continue
+                close()
+            pending = Unit("body", section, list(b.lines))
+    close()
+    return units
+
+
+_REF_START_RE = re.compile(r"^(?:\[\d+\]|\d{1,3}\.\s|[A-Z][^\s,.]+(?:[ -][A-Z][^\s,.]+)*,\s*(?:[A-Z]\.|[A-Z][a-z]+\s[A-Z]\.))")
+
+
+def _reference_entries(lines: list[Line]) -> list[list[Line]]:
+    """Split a reference-list block into entries: by hanging indent when the block
+    has one, else by 'Author, X.' / '[n]' at a line start after a line ending an entry."""
+    x_min = min(ln.x0 for ln in lines)
+    indented = [ln.x0 > x_min + 4 for ln in lines]
+    hanging = any(indented) and not all(indented[1:]) or False
+    entries: list[list[Line]] = []
+    for i, ln in enumerate(lines):
+        if not entries:
+            entries.append([ln])
+            continue
+        if hanging and sum(indented) >= len(lines) / 3:
+            start = not indented[i]
+        else:
+            prev = entries[-1][-1].text
+            start = bool(_REF_START_RE.match(ln.text)) and prev.rstrip().endswith((".", ")", "]")) or prev[-1:].isdigit()
+        if start:
+            entries.append([ln])
+        else:
+            entries[-1].append(ln)
+    return entries
+
+
+# --- sentences -----------------------------------------------------------------
+
+# lower-cased words that, followed by ".", never end a sentence
+ABBREVIATIONS = frozenset(
+    """fig figs al sp spp ssp subsp cf aff ca fm fms mbr mbrs gp gps no nos pl pls nov gen n
+    e.g i.e eg ie vs viz approx c cca ed eds vol vols pp p pers comm mt mts st co corp inc ltd
+    dr prof univ dept inst tab tabs eq eqs ref refs resp var indet fam ord emend syn sect
+    jr sr mr mrs ms lat long elev ft fig.s text-fig text-figs supp suppl suppl. ch chap sec""".split()
+)
+_OPEN = set("([{\"'“‘")
+_CLOSE = set(")]}\"'”’")
+
+
+def _is_initial(tok: str) -> bool:
+    return len(tok) == 1 and tok.isupper() or bool(re.fullmatch(r"(?:[A-Z]\.){1,3}[A-Z]?", tok))
+
+
+numpy: Any = None
+SENT_START: Any = None
+_nlp = None
+_nlp_lock = threading.Lock()
+
+
+def get_nlp():
+    """spaCy blank English tokenizer + our sentence-boundary component (built once)."""
+    global _nlp
+    with _nlp_lock:
+        if _nlp is None:
+            import spacy
+            from spacy.language import Language
+
+            global numpy, SENT_START
+            import numpy
+            from spacy.attrs import SENT_START
+
+            if not Language.has_factory("relmine_sentences"):
+                Language.component("relmine_sentences")(_set_sentence_starts)
+            nlp = spacy.blank("en")
+            nlp.add_pipe("relmine_sentences")
+            _nlp = nlp
+    return _nlp
+
+
+def _set_sentence_starts(doc):
+    """Sentence starts after . ? ! (and closing quotes/brackets) when the next word
+    starts in upper case, with a digit or an opening bracket/quote - except after
+    scientific abbreviations (Fig., et al., sp. nov., cf., Fm. ...) and initials."""
+    n = len(doc)
+    texts = [t.text for t in doc]
+    starts = [False] * n
+    i = 0
+    while i < n:
+        t = texts[i]
+        end = None
+        if t in (".", "?", "!") or (len(t) > 1 and t.endswith(".") and t[-2].isalpha()):
+            end = i
+        if end is not None:
+            j = end + 1
+            while j < n and texts[j] in _CLOSE:
+                j += 1
+            if j < n and _starts_sentence(texts, j):
+                if not _abbrev_before(texts, end):
+                    starts[j] = True
+            i = j
+            continue
+        i += 1
+    # one array write instead of a per-token setter (which rescans the doc each time)
+    if n:
+        arr = numpy.fromiter((1 if (k == 0 or st) else -1 for k, st in enumerate(starts)), dtype="int64", count=n)
+        doc.from_array([SENT_START], arr.astype("uint64").reshape(n, 1))
+    return doc
+
+
+def _starts_sentence(texts: list[str], j: int) -> bool:
+    t = texts[j]
+    c = t[:1]
+    if c.isupper() or c.isdigit():
+        return True
+    if t in _OPEN and j + 1 < len(texts):
+        c2 = texts[j + 1][:1]
+        return c2.isupper() or c2.isdigit()
+    return False
+
+
+def _abbrev_before(texts: list[str], end: int) -> bool:
+    t = texts[end]
+    if t == ".":
+        if end == 0:
+            return False
+        word = texts[end - 1]
+        if texts[end] != "." or word in (".", "?", "!"):
+            return False
+    elif t.endswith("."):
+        word = t[:-1]
+    else:
+        return False  # ? or !
+    w = word.lower()
+    if w in ABBREVIATIONS or w.rstrip(".") in ABBREVIATIONS:
+        return True
+    if _is_initial(word) or _is_initial(word.rstrip(".")):
+        return True
+    return False
+
+
+def split_sentences(texts: list[str]) -> list[list[tuple[int, int]]]:
+    """Sentence (start, end) character offsets for each text."""
+    nlp = get_nlp()
+    out = []
+    for doc in nlp.pipe(texts, batch_size=256):
+        spans = []
+        if not len(doc):
+            out.append(spans)
+            continue
+        for s in doc.sents:
+            a = s.start_char
+            b = s.end_char
+            spans.append((a, b))
+        out.append(spans)
+    return out
+
+
+def units_to_sentences(units: list[Unit], doc_id: str, params: MineParams, vocab: Vocabulary) -> list[Sentence]:
+    joined = [join_lines(u.lines, vocab) for u in units]
+    texts = [t for t, _ in joined]
+    # headings, table rows and references are one "sentence" each
+    splittable = [i for i, u in enumerate(units) if u.kind in ("body", "caption")]
+    spans = dict(zip(splittable, split_sentences([texts[i] for i in splittable])))
+    sentences: list[Sentence] = []
+    for i, u in enumerate(units):
+        text, starts = joined[i]
+        offsets = [s for s, _ in starts]
+        pieces = spans.get(i, [(0, len(text))])
+        kind = {"reference": "body"}.get(u.kind, u.kind)
+        for a, b in pieces:
+            s = text[a:b].strip()
+            if not s:
+                continue
+            if kind != "heading" and len(s) < params.min_sentence_chars:
+                continue
+            page = starts[max(bisect.bisect_right(offsets, a) - 1, 0)][1]
+            for chunk in _cut(s, params.max_sentence_chars):
+                sentences.append(Sentence(doc_id, len(sentences), page, u.section, chunk, kind))
+    return sentences
+
+
+def _cut(s: str, limit: int) -> list[str]:
+    if len(s) <= limit:
+        return [s]
+    out = []
+    while len(s) > limit:
+        k = s.rfind(" ", 0, limit)
+        k = k if k > limit // 2 else limit
+        out.append(s[:k].strip())
+        s = s[k:].strip()
+    if s:
+        out.append(s)
+    return out
+
+
+# --- one paper -------------------------------------------------------------------
+
+
+_LETTER_RE = re.compile(r"[^\W\d_]")
+
+
+def _garbled(lines: list[Line]) -> bool:
+    """An OCR text layer without word spaces (brasier1994): few spaces per letter."""
+    text = "".join(ln.text for ln in lines)
+    letters = len(_LETTER_RE.findall(text))
+    return letters >= 300 and text.count(" ") < 0.05 * letters
+
+
+def _has_images(page, raw) -> bool:
+    n = raw.FPDFPage_CountObjects(page)
+    for i in range(n):
+        obj = raw.FPDFPage_GetObject(page, i)
+        if raw.FPDFPageObj_GetType(obj) == raw.FPDF_PAGEOBJ_IMAGE:
+            return True
+    return False
+
+
+def read_pages(path: Path, params: MineParams, deadline: float | None = None) -> tuple[list[PageText], dict[str, Any]]:
+    """Text lines of every page; OCR or skip pages without a (usable) text layer."""
+    pdfium, raw = _load_pdfium()
+    data = path.read_bytes()
+    if not data:
+        raise PaperError("empty file (0 bytes)")
+    if b"%PDF-" not in data[:1024]:
+        raise PaperError("not a PDF (no %PDF- header)")
+    calls = _PdfiumCalls()
+    pages: list[PageText] = []
+    stats: dict[str, Any] = {"skipped_pages": [], "ocr_pages": []}
+    tess = bool(params.ocr and tesseract_version())
+    with _pdfium_lock:
+        try:
+            doc = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as exc:
+            msg = str(exc)
+            if "password" in msg.lower():
+                raise PaperError("encrypted: needs a password") from exc
+            raise PaperError(f"corrupt or truncated PDF ({msg})") from exc
+    try:
+        with _pdfium_lock:
+            n_pages = len(doc)
+        if n_pages == 0:
+            raise PaperError("no pages")
+        for i in range(n_pages):
+            if deadline is not None and time.monotonic() > deadline:
+                raise PaperTimeout(f"timeout: over {params.paper_timeout_s:g} s (stopped at page {i + 1} of {n_pages})")
+            with _pdfium_lock:
+                try:
+                    page = doc[i]
+                    width, height = page.get_size()
+                    tp = page.get_textpage()
+                except pdfium.PdfiumError as exc:
+                    stats["skipped_pages"].append({"page": i + 1, "reason": f"unreadable page ({exc})"})
+                    continue
+                lines = extract_page_lines(page, tp, i + 1, calls)
+                no_text = not lines
+                images = no_text and _has_images(page, raw)
+                tp.close()
+            if calls.turned:
+                width, height = height, width
+            pt = PageText(i + 1, width, height, lines)
+            reason = None
+            if no_text:
+                reason = "no text layer (image only)" if images else "blank page"
+            elif _garbled(lines) and params.ocr_garbled:
+                reason = "garbled text layer (no word spaces)"
+            if reason and reason != "blank page":
+                if tess:
+                    left = (deadline - time.monotonic()) if deadline else params.paper_timeout_s
+                    pt.lines = ocr_page_lines(page, i + 1, width, height, params, left)
+                    pt.source = "ocr"
+                    stats["ocr_pages"].append({"page": i + 1, "reason": reason})
+                elif no_text:
+                    why = "OCR off" if not params.ocr else "tesseract not installed"
+                    pt.skipped = f"{reason}; {why}"
+                    stats["skipped_pages"].append({"page": i + 1, "reason": pt.skipped})
+                # a garbled layer without OCR is kept: poor text beats none
+            elif reason == "blank page":
+                pt.skipped = reason
+                stats["skipped_pages"].append({"page": i + 1, "reason": reason})
+            with _pdfium_lock:
+                page.close()
+            pages.append(pt)
+    finally:
+        with _pdfium_lock:
+            doc.close()
+    stats["pages"] = n_pages
+    return pages, stats
+
+
+def mine_paper(path: str | Path, params: MineParams, deadline: float | None = None) -> PaperResult:
+    """Mine one PDF; never raises for a bad paper: the result carries the reason."""
+    path = Path(path)
+    t0 = time.monotonic()
+    if deadline is None:
+        deadline = t0 + params.paper_timeout_s
+    res = PaperResult(path.stem, str(path))
+    try:
+        pages, stats = read_pages(path, params, deadline)
+        for p in pages:
+            for ln in p.lines:
+                ln.text = normalize_text(ln.text)
+            p.lines = [ln for ln in p.lines if ln.text and not _rotated(ln)]
+            p.lines = _drop_line_numbers(p.lines)
+        stats["header_footer_lines"] = drop_headers_footers(pages)
+        for p in pages:
+            p.lines = order_page(p.lines)
+        if time.monotonic() > deadline:
+            raise PaperTimeout(f"timeout: over {params.paper_timeout_s:g} s")
+        vocab = Vocabulary(ln.text for p in pages for ln in p.lines)
+        units = build_units(pages)
+        res.sentences = units_to_sentences(units, res.doc_id, params, vocab)
+        if not res.sentences and not stats["skipped_pages"]:
+            raise PaperError("no text found")
+        stats.update(
+            sentences=len(res.sentences),
+            characters=sum(len(s.text) for s in res.sentences),
+            sections=sorted({s.section for s in res.sentences}),
+            seconds=round(time.monotonic() - t0, 3),
+        )
+        res.stats = stats
+    except PaperError as exc:
+        res.error = str(exc)
+    except Exception as exc:  # a bug or a PDFium surprise on one paper must not stop the others
+        res.error = f"{type(exc).__name__}: {exc}"
+    return res
+
+
+def _rotated(ln: Line) -> bool:
+    """Vertical text in margins ("Downloaded from ..."): taller than wide."""
+    return len(ln.text) > 3 and ln.size > 2 * ln.width
+
+
+# --- isolation: a worker process the time limit can kill ------------------------
+
+
+class _Worker:
+    def __init__(self):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stages.mine", "--worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env, cwd=root,
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.kill()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def request(self, path: str, params: MineParams, timeout: float) -> dict[str, Any] | None:
+        """The worker's answer, or None when it did not answer in time (it is then killed)."""
+        assert self.proc.stdin and self.proc.stdout
+        msg = json.dumps({"path": path, "params": asdict(params)}) + "\n"
+        self.proc.stdin.write(msg.encode())
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            self.kill()
+            return None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.kill()
+            raise PaperError(f"worker process died (exit code {self.proc.poll()})")
+        return json.loads(line)
+
+
+class WorkerPool:
+    """Reusable worker processes (one per concurrent caller); a worker that runs past
+    a paper's time limit is killed and replaced."""
+
+    def __init__(self):
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def run(self, path: str, params: MineParams) -> PaperResult:
+        with self._lock:
+            w = self._idle.pop() if self._idle else None
+        if w is None or not w.alive():
+            w = _Worker()
+        # start-up (imports) is not the paper's fault: allow for it on top of the limit
+        grace = 30.0
+        try:
+            answer = w.request(path, params, params.paper_timeout_s + grace)
+        except (OSError, PaperError) as exc:
+            w.kill()
+            return PaperResult(Path(path).stem, path, error=f"worker failed: {exc}")
+        if answer is None:
+            return PaperResult(Path(path).stem, path, error=f"timeout: over {params.paper_timeout_s:g} s (worker killed)")
+        with self._lock:
+            self._idle.append(w)
+        return PaperResult.from_json(answer)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for w in idle:
+            try:
+                if w.proc.stdin:
+                    w.proc.stdin.close()
+                w.proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                w.kill()
+
+
+_POOL = WorkerPool()
+atexit.register(_POOL.close)
+
+
+def mine_paper_isolated(path: str | Path, params: MineParams) -> PaperResult:
+    """``mine_paper`` in a worker process: the time limit holds even inside PDFium."""
+    if not params.isolate:
+        return mine_paper(path, params)
+    return _POOL.run(str(path), params)
+
+
+def close_workers() -> None:
+    _POOL.close()
+
+
+def _worker_main() -> None:
+    """Serve JSON requests on stdin, one answer line each on the original stdout."""
+    sys.modules.setdefault("torch", None)  # type: ignore[arg-type]  # spaCy/thinc import torch if present: ~4 s we don't need
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # stray prints from libraries go to stderr, never into the answers
+    get_nlp()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        params = MineParams(**req["params"])
+        started = time.monotonic()
+        res = mine_paper(req["path"], params, deadline=started + params.paper_timeout_s)
+        out.write(json.dumps(res.to_json(), ensure_ascii=False) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--worker"]:
+        _worker_main()
+    else:
+        print("usage: python -m stages.mine --worker   (used by the mine flow)", file=sys.stderr)
+        sys.exit(2)

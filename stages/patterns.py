@@ -1,0 +1,551 @@
+"""Pattern files: load, validate and compile the entity and relation patterns.
+
+Two YAML files steer the weak-supervision engine (see the comments in
+``data/patterns/entities.yaml`` and ``data/patterns/relations.yaml`` for the
+curator's view). Everything a domain needs lives in them: switching from
+palaeontology to, say, biomedicine means new files, not new code.
+
+Validation happens at load: an unknown key, an unknown entity type, a template
+slot naming a type the schema lacks or a regex that does not compile raises
+``InputError`` naming the file, the pattern id and the fix. Regexes are compiled
+with the ``regex`` package so every user pattern can run under a time limit
+(``timeout=``): a catastrophic pattern is reported and skipped, never a hang.
+"""
+from __future__ import annotations
+
+import csv
+import re as _re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import regex
+import yaml
+
+from .errors import InputError
+
+SCHEMA_VERSION = 1
+CASE_RULES = ("exact", "title", "any")
+ROLES = ("subj", "obj")
+SCOPES = ("between", "sentence")
+
+# A template slot: {TYPE} or {TYPE:subj|obj}. Type names start with a capital
+# letter, so regex quantifiers such as {2,3} are never mistaken for slots.
+SLOT_RE = _re.compile(r"\{([A-Za-z][A-Za-z0-9_]*)(?::([a-z]+))?\}")
+
+
+# --- records -----------------------------------------------------------------
+
+
+@dataclass
+class TypeSpec:
+    name: str
+    description: str = ""
+    extend_left: Any = None  # compiled regex that must end right before a mention
+    extend_right: Any = None  # compiled regex that must start right after it
+
+
+@dataclass
+class RegexPattern:
+    id: str
+    type: str
+    regex: Any  # compiled regex.Pattern; span = group "mention" if present, else the match
+    priority: int = 50
+    source: str = ""  # the regex text, for reports
+
+
+@dataclass
+class Gazetteer:
+    id: str
+    type: str
+    path: Path
+    names: list[str]  # the kept names, as written in the file (after filters)
+    case: str = "exact"  # exact | title | any
+    priority: int = 30
+    dropped: int = 0  # entries removed by stop-list, length or drop_regex filters
+
+
+@dataclass
+class Exclusion:
+    id: str
+    regex: Any
+    match: str = "full"  # full: drop a mention whose text matches; overlap: drop mentions touching a match
+    types: list[str] = field(default_factory=list)  # empty = every type
+
+
+@dataclass
+class Propagation:
+    """Document-level propagation: a name taken from a mention found by ``sources``
+    anywhere in a paper is a mention wherever else it appears in that paper
+    (a genus named once in a binomial, then alone: "Ptychagnostus atavus" ... "Ptychagnostus")."""
+    id: str
+    type: str
+    sources: list[str]  # pattern / gazetteer ids whose mentions teach the names
+    take: Any  # compiled; group "name" (or the whole match) of the mention text is the name
+    min_length: int = 4
+    priority: int = 30
+
+
+@dataclass
+class EntitySpec:
+    path: Path
+    types: dict[str, TypeSpec]
+    patterns: list[RegexPattern]
+    gazetteers: list[Gazetteer]
+    exclusions: list[Exclusion]
+    stoplist: set[str]  # lower-cased mention texts never kept, whatever found them
+    gazetteer_files: list[Path]
+    propagation: list[Propagation] = field(default_factory=list)
+
+
+@dataclass
+class Template:
+    id: str
+    relation: str
+    types: tuple[str, str]  # slot types in text order
+    roles: tuple[str, str]  # role of each slot in text order ("subj"/"obj")
+    prefix: Any  # compiled, must end where the first mention starts (or None)
+    middle: Any  # compiled, must span exactly the text between the mentions
+    suffix: Any  # compiled, must start where the second mention ends (or None)
+    priority: int
+    source: str
+
+
+@dataclass
+class NegativeCue:
+    id: str
+    relation: str
+    regex: Any
+    scope: str = "between"
+
+
+@dataclass
+class RelationSpec:
+    name: str
+    args: list[tuple[str, str]]  # allowed (subject type, object type)
+    priority: int
+    max_distance: int
+    templates: list[Template]
+    negative_cues: list[NegativeCue]
+    description: str = ""
+
+
+@dataclass
+class RelationsSpec:
+    path: Path
+    relations: dict[str, RelationSpec]
+    entity_types: set[str]
+    max_distance: int
+
+    def allowed_pairs(self) -> dict[tuple[str, str], int]:
+        """(subject type, object type) -> the largest max_distance of the relations allowing it."""
+        out: dict[tuple[str, str], int] = {}
+        for rel in self.relations.values():
+            for pair in rel.args:
+                out[pair] = max(out.get(pair, 0), rel.max_distance)
+        return out
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+class _Ctx:
+    """Where we are in a pattern file, so every error names the file and the item."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where: str, problem: str, fix: str) -> InputError:
+        return InputError(f"{self.path}: {where}: {problem}; fix: {fix}")
+
+    def keys(self, where: str, d: Any, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if not isinstance(d, dict):
+            raise self.fail(where, f"expected a mapping, got {type(d).__name__}", "write it as `key: value` lines")
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise self.fail(where, f"unknown key(s) {', '.join(map(repr, unknown))}",
+                            f"use only {', '.join(sorted(allowed))} (check the spelling)")
+        missing = sorted(required - set(d))
+        if missing:
+            raise self.fail(where, f"missing key(s) {', '.join(map(repr, missing))}", f"add {', '.join(missing)}")
+        return d
+
+    def compile(self, where: str, pattern: Any, flags: int = 0) -> Any:
+        if not isinstance(pattern, str) or not pattern:
+            raise self.fail(where, "the regex is empty or not a string", "quote the regex in single quotes")
+        try:
+            return regex.compile(pattern, flags | regex.VERSION0)
+        except regex.error as exc:
+            raise self.fail(where, f"regex does not compile ({exc})",
+                            "escape special characters such as ( ) [ ] . ? with a backslash, or balance the brackets")
+
+    def int_(self, where: str, key: str, value: Any, lo: int = 0) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+            raise self.fail(where, f"{key} = {value!r} is not an integer >= {lo}", f"set {key} to a whole number >= {lo}")
+        return value
+
+    def type_(self, where: str, name: Any, types: set[str]) -> str:
+        if name not in types:
+            raise self.fail(where, f"unknown entity type {name!r}",
+                            f"use one of {', '.join(sorted(types))} or declare it under `types:` in the entities file")
+        return name
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    if not path.exists():
+        raise InputError(f"{path}: {what} pattern file not found; fix: create it or set the `patterns` param")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc}); fix: check indentation and quote regexes in single quotes") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: top level must be a mapping; fix: start with `version: {SCHEMA_VERSION}`")
+    if data.get("version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise InputError(f"{path}: version {data.get('version')!r} is not supported; fix: set `version: {SCHEMA_VERSION}`")
+    return data
+
+
+def _where(kind: str, i: int, item: Any, prefix: str = "") -> str:
+    """Name an item by its id when it has one, else by its position."""
+    if isinstance(item, dict) and isinstance(item.get("id"), str):
+        return f"{prefix}{kind} {item['id']!r}"
+    return f"{prefix}{kind}s[{i}]"
+
+
+def _id(ctx: _Ctx, where: str, item: dict, seen: set[str]) -> str:
+    pid = item.get("id")
+    if not isinstance(pid, str) or not pid:
+        raise ctx.fail(where, "missing `id`", "give every pattern a unique id such as `strat.formation`")
+    if pid in seen:
+        raise ctx.fail(f"pattern {pid!r}", "duplicate id", "rename one of the two patterns")
+    seen.add(pid)
+    return pid
+
+
+# --- entities ------------------------------------------------------------------
+
+_ENTITY_TOP = {"version", "description", "types", "stoplist", "patterns", "gazetteers", "exclusions", "propagation"}
+_TYPE_KEYS = {"description", "extend_left", "extend_right"}
+_PATTERN_KEYS = {"id", "type", "regex", "priority", "ignore_case", "description"}
+_GAZ_KEYS = {"id", "type", "file", "column", "where", "header", "delimiter", "case", "min_length",
+             "min_words", "stoplist", "drop_regex", "priority", "description"}
+_EXCL_KEYS = {"id", "regex", "match", "types", "ignore_case", "description"}
+_PROP_KEYS = {"id", "type", "from", "take", "min_length", "priority", "description"}
+
+
+def load_entity_spec(path: str | Path, base_dir: str | Path | None = None) -> EntitySpec:
+    """Load and validate an entities pattern file. Gazetteer paths are relative to
+    ``base_dir`` (default: the current directory, i.e. the project root)."""
+    path = Path(path)
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    ctx = _Ctx(path)
+    data = ctx.keys("top level", _read_yaml(path, "entity"), _ENTITY_TOP, {"types"})
+
+    raw_types = data["types"]
+    if isinstance(raw_types, list):  # a plain list of names is allowed
+        raw_types = {t: {} for t in raw_types}
+    if not isinstance(raw_types, dict) or not raw_types:
+        raise ctx.fail("types", "no entity types declared", "list the types, e.g. `types: {TAXON: {}, LOC: {}}`")
+    types: dict[str, TypeSpec] = {}
+    for name, spec in raw_types.items():
+        where = f"type {name!r}"
+        if not isinstance(name, str) or not _re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+            raise ctx.fail(where, "type names must be UPPER_CASE", "rename it, e.g. TAXON")
+        spec = ctx.keys(where, spec or {}, _TYPE_KEYS)
+        ts = TypeSpec(name, spec.get("description", ""))
+        if spec.get("extend_left"):
+            ts.extend_left = ctx.compile(where + " extend_left", f"(?:{spec['extend_left']})\\Z")
+        if spec.get("extend_right"):
+            ts.extend_right = ctx.compile(where + " extend_right", spec["extend_right"])
+        types[name] = ts
+    type_names = set(types)
+
+    seen: set[str] = set()
+    patterns: list[RegexPattern] = []
+    for i, item in enumerate(data.get("patterns") or []):
+        where = _where("pattern", i, item)
+        ctx.keys(where, item, _PATTERN_KEYS, {"id", "type", "regex"})
+        pid = _id(ctx, where, item, seen)
+        where = f"pattern {pid!r}"
+        ctx.type_(where, item["type"], type_names)
+        flags = regex.IGNORECASE if item.get("ignore_case") else 0
+        patterns.append(RegexPattern(pid, item["type"], ctx.compile(where, item["regex"], flags),
+                                     ctx.int_(where, "priority", item.get("priority", 50)), item["regex"]))
+
+    gazetteers: list[Gazetteer] = []
+    files: list[Path] = []
+    for i, item in enumerate(data.get("gazetteers") or []):
+        where = _where("gazetteer", i, item)
+        ctx.keys(where, item, _GAZ_KEYS, {"id", "type", "file"})
+        gid = _id(ctx, where, item, seen)
+        where = f"gazetteer {gid!r}"
+        ctx.type_(where, item["type"], type_names)
+        case = item.get("case", "exact")
+        if case not in CASE_RULES:
+            raise ctx.fail(where, f"case = {case!r}", f"use one of {', '.join(CASE_RULES)}")
+        gpath = Path(item["file"])
+        gpath = gpath if gpath.is_absolute() else base / gpath
+        if not gpath.exists():
+            raise ctx.fail(where, f"gazetteer file {gpath} not found",
+                           "run `dvc pull data/gazetteers.dvc` or correct `file` (relative to the project root)")
+        drop = ctx.compile(where + " drop_regex", item["drop_regex"]) if item.get("drop_regex") else None
+        names, dropped = _read_gazetteer(ctx, where, gpath, item, drop)
+        files.append(gpath)
+        gazetteers.append(Gazetteer(gid, item["type"], gpath, names, case,
+                                    ctx.int_(where, "priority", item.get("priority", 30)), dropped))
+
+    exclusions: list[Exclusion] = []
+    for i, item in enumerate(data.get("exclusions") or []):
+        where = _where("exclusion", i, item)
+        ctx.keys(where, item, _EXCL_KEYS, {"id", "regex"})
+        eid = _id(ctx, where, item, seen)
+        where = f"exclusion {eid!r}"
+        match = item.get("match", "full")
+        if match not in ("full", "overlap"):
+            raise ctx.fail(where, f"match = {match!r}", "use `full` or `overlap`")
+        etypes = [ctx.type_(where, t, type_names) for t in item.get("types") or []]
+        flags = regex.IGNORECASE if item.get("ignore_case") else 0
+        exclusions.append(Exclusion(eid, ctx.compile(where, item["regex"], flags), match, etypes))
+
+    known_sources = {p.id for p in patterns} | {g.id for g in gazetteers}
+    propagation: list[Propagation] = []
+    for i, item in enumerate(data.get("propagation") or []):
+        where = _where("propagation rule", i, item)
+        ctx.keys(where, item, _PROP_KEYS, {"id", "type", "from"})
+        rid = _id(ctx, where, item, seen)
+        where = f"propagation rule {rid!r}"
+        ctx.type_(where, item["type"], type_names)
+        sources = item["from"] if isinstance(item["from"], list) else [item["from"]]
+        for src in sources:
+            if src not in known_sources:
+                raise ctx.fail(where, f"`from` names {src!r}, which is no pattern or gazetteer id",
+                               f"use ids listed under patterns/gazetteers ({', '.join(sorted(known_sources))})")
+        take = ctx.compile(where + " take", item.get("take") or r"(?s).+")
+        propagation.append(Propagation(rid, item["type"], [str(x) for x in sources], take,
+                                       ctx.int_(where, "min_length", item.get("min_length", 4), lo=1),
+                                       ctx.int_(where, "priority", item.get("priority", 30))))
+
+    stop = data.get("stoplist") or []
+    if not isinstance(stop, list):
+        raise ctx.fail("stoplist", "expected a list of words", "write `stoplist: [word, other words]`")
+    return EntitySpec(path, types, patterns, gazetteers, exclusions, {str(s).lower() for s in stop}, files,
+                      propagation)
+
+
+def load_entity_types(path: str | Path) -> set[str]:
+    """Only the entity type names of an entities file (no gazetteer is read): what the
+    relations stage needs to validate its slots."""
+    path = Path(path)
+    ctx = _Ctx(path)
+    data = ctx.keys("top level", _read_yaml(path, "entity"), _ENTITY_TOP, {"types"})
+    types = data["types"]
+    if isinstance(types, dict):
+        types = list(types)
+    if not isinstance(types, list) or not types:
+        raise ctx.fail("types", "no entity types declared", "list the types, e.g. `types: {TAXON: {}, LOC: {}}`")
+    return {str(t) for t in types}
+
+
+def _read_gazetteer(ctx: _Ctx, where: str, gpath: Path, item: dict, drop: Any) -> tuple[list[str], int]:
+    """Read one column of a TSV/CSV list, apply the filters, return (names, dropped count)."""
+    delim = item.get("delimiter") or ("," if gpath.suffix.lower() == ".csv" else "\t")
+    header = item.get("header", True)
+    column = item.get("column", 0)
+    where_filter = item.get("where") or {}
+    if not isinstance(where_filter, dict):
+        raise ctx.fail(where, "`where` must map a column to the value it must hold", "write `where: {0: LEXICON}`")
+    min_len = ctx.int_(where, "min_length", item.get("min_length", 3))
+    min_words = ctx.int_(where, "min_words", item.get("min_words", 1), lo=1)
+    stop = {str(s).lower() for s in item.get("stoplist") or []}
+    with open(gpath, encoding="utf-8", errors="replace", newline="") as fh:
+        rows = list(csv.reader(fh, delimiter=delim, quoting=csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL))
+    head = rows[0] if header and rows else []
+
+    def col_index(c: Any) -> int:
+        if isinstance(c, int) and not isinstance(c, bool):
+            return c
+        if c in head:
+            return head.index(c)
+        raise ctx.fail(where, f"column {c!r} not in {gpath.name} (columns: {', '.join(head) or 'no header'})",
+                       "name an existing column or give its 0-based index")
+
+    ci = col_index(column)
+    filters = [(col_index(k), str(v)) for k, v in where_filter.items()]
+    names: list[str] = []
+    seen: set[str] = set()
+    dropped = 0
+    for row in rows[1 if header else 0:]:
+        if len(row) <= ci or any(len(row) <= k or row[k].strip() != v for k, v in filters):
+            continue
+        name = " ".join(row[ci].split())
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        if (len(name) < min_len or len(name.split()) < min_words or name.lower() in stop
+                or (drop is not None and drop.search(name))):
+            dropped += 1
+            continue
+        names.append(name)
+    return names, dropped
+
+
+# --- relations -----------------------------------------------------------------
+
+_REL_TOP = {"version", "description", "max_distance", "macros", "relations"}
+# A named piece of regex shared by templates: {@authority}. Macros may use earlier macros.
+MACRO_RE = _re.compile(r"\{@([A-Za-z][A-Za-z0-9_]*)\}")
+_REL_KEYS = {"description", "args", "priority", "max_distance", "templates", "negative_cues"}
+_TPL_KEYS = {"id", "pattern", "priority", "ignore_case", "description"}
+_NEG_KEYS = {"id", "pattern", "scope", "ignore_case", "description"}
+
+
+def _spaces_to_whitespace(pattern: str) -> str:
+    """A literal space in a template matches any run of whitespace (PDF text is ragged);
+    spaces inside [...] classes or after a backslash are left alone."""
+    out, in_class, esc = [], False, False
+    for ch in pattern:
+        if esc:
+            out.append(ch)
+            esc = False
+        elif ch == "\\":
+            out.append(ch)
+            esc = True
+        elif ch == "[":
+            in_class = True
+            out.append(ch)
+        elif ch == "]":
+            in_class = False
+            out.append(ch)
+        elif ch == " " and not in_class:
+            out.append(r"\s+")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def load_relations_spec(path: str | Path, entity_types: set[str] | list[str]) -> RelationsSpec:
+    """Load and validate a relations pattern file against the entity types of the domain."""
+    path = Path(path)
+    ctx = _Ctx(path)
+    types = set(entity_types)
+    data = ctx.keys("top level", _read_yaml(path, "relation"), _REL_TOP, {"relations"})
+    default_dist = ctx.int_("top level", "max_distance", data.get("max_distance", 200), lo=1)
+    macros = _load_macros(ctx, data.get("macros") or {})
+    rels = data["relations"]
+    if not isinstance(rels, dict) or not rels:
+        raise ctx.fail("relations", "no relations declared", "add at least one relation with args and templates")
+    seen: set[str] = set()
+    out: dict[str, RelationSpec] = {}
+    for name, spec in rels.items():
+        where = f"relation {name!r}"
+        if name == "NO_RELATION":
+            raise ctx.fail(where, "NO_RELATION is implicit", "remove it: unlabelled candidates get it")
+        ctx.keys(where, spec, _REL_KEYS, {"args", "templates"})
+        args_raw = spec["args"]
+        if (isinstance(args_raw, list) and len(args_raw) == 2 and all(isinstance(a, str) for a in args_raw)):
+            args_raw = [args_raw]  # a single [SUBJ, OBJ] pair
+        if not isinstance(args_raw, list) or not args_raw:
+            raise ctx.fail(where, "args must be a list of [subject type, object type] pairs", "write `args: [[TAXON, LOC]]`")
+        args: list[tuple[str, str]] = []
+        for pair in args_raw:
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise ctx.fail(where, f"args entry {pair!r} is not a pair", "write `[SUBJECT_TYPE, OBJECT_TYPE]`")
+            args.append((ctx.type_(where, pair[0], types), ctx.type_(where, pair[1], types)))
+        priority = ctx.int_(where, "priority", spec.get("priority", 10))
+        max_dist = ctx.int_(where, "max_distance", spec.get("max_distance", default_dist), lo=1)
+        templates = [
+            _compile_template(ctx, name, args, types, t, i, seen, priority, macros)
+            for i, t in enumerate(spec.get("templates") or [])
+        ]
+        cues = []
+        for i, c in enumerate(spec.get("negative_cues") or []):
+            cw = _where("negative cue", i, c, f"relation {name!r} ")
+            ctx.keys(cw, c, _NEG_KEYS, {"id", "pattern"})
+            cid = _id(ctx, cw, c, seen)
+            scope = c.get("scope", "between")
+            if scope not in SCOPES:
+                raise ctx.fail(f"negative cue {cid!r}", f"scope = {scope!r}", f"use one of {', '.join(SCOPES)}")
+            flags = regex.IGNORECASE if c.get("ignore_case", True) else 0
+            cues.append(NegativeCue(cid, name, ctx.compile(f"negative cue {cid!r}", c["pattern"], flags), scope))
+        out[name] = RelationSpec(name, args, priority, max_dist, templates, cues, spec.get("description", ""))
+    return RelationsSpec(path, out, types, default_dist)
+
+
+def _expand_macros(ctx: _Ctx, where: str, pattern: str, macros: dict[str, str]) -> str:
+    def sub(m: _re.Match) -> str:
+        if m.group(1) not in macros:
+            raise ctx.fail(where, f"unknown macro {{@{m.group(1)}}}",
+                           f"define it under `macros:` or use one of {', '.join(sorted(macros)) or '(none defined)'}")
+        return f"(?:{macros[m.group(1)]})"
+    return MACRO_RE.sub(sub, pattern)
+
+
+def _load_macros(ctx: _Ctx, raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise ctx.fail("macros", "expected a mapping of name: regex", "write `macros: {authority: '...'}`")
+    macros: dict[str, str] = {}
+    for name, body in raw.items():
+        where = f"macro {name!r}"
+        if not isinstance(name, str) or not _re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+            raise ctx.fail(where, "bad macro name", "use letters, digits and _ (e.g. authority)")
+        if not isinstance(body, str) or not body:
+            raise ctx.fail(where, "the regex is empty or not a string", "quote the regex in single quotes")
+        if SLOT_RE.search(body):
+            raise ctx.fail(where, "a macro may not contain a typed slot", "keep {TYPE} slots in the templates")
+        body = _expand_macros(ctx, where, body, macros)
+        ctx.compile(where, body)
+        macros[name] = body
+    return macros
+
+
+def _compile_template(ctx: _Ctx, rel: str, args: list[tuple[str, str]], types: set[str], t: Any, i: int,
+                      seen: set[str], rel_priority: int, macros: dict[str, str] | None = None) -> Template:
+    where = _where("template", i, t, f"relation {rel!r} ")
+    ctx.keys(where, t, _TPL_KEYS, {"id", "pattern"})
+    tid = _id(ctx, where, t, seen)
+    where = f"template {tid!r}"
+    pattern = t["pattern"]
+    if not isinstance(pattern, str):
+        raise ctx.fail(where, "pattern is not a string", "quote the template in single quotes")
+    pattern = _expand_macros(ctx, where, pattern, macros or {})
+    slots = list(SLOT_RE.finditer(pattern))
+    for m in slots:
+        if m.group(1) not in types:
+            raise ctx.fail(where, f"slot {{{m.group(1)}}} names a type the schema lacks",
+                           f"use one of {', '.join('{' + x + '}' for x in sorted(types))}")
+        if m.group(2) is not None and m.group(2) not in ROLES:
+            raise ctx.fail(where, f"slot role {m.group(2)!r}", "write {TYPE:subj} or {TYPE:obj}")
+    if len(slots) != 2:
+        raise ctx.fail(where, f"{len(slots)} slot(s)", "a template needs exactly two typed slots, e.g. `{TAXON} from {LOC}`")
+    (a, b) = slots
+    ta, tb = a.group(1), b.group(1)
+    ra, rb = a.group(2), b.group(2)
+    # Roles: explicit ones win; else the slot whose type is the subject type of an allowed pair.
+    if ra is None and rb is None:
+        if (ta, tb) in args:
+            ra, rb = "subj", "obj"
+        elif (tb, ta) in args:
+            ra, rb = "obj", "subj"
+        else:
+            raise ctx.fail(where, f"slots {{{ta}}} and {{{tb}}} but relation {rel!r} allows only "
+                                  f"{', '.join(f'({s}, {o})' for s, o in args)}",
+                           "change the slot types, or add the pair to args")
+    elif ra is None:
+        ra = "obj" if rb == "subj" else "subj"
+    elif rb is None:
+        rb = "obj" if ra == "subj" else "subj"
+    if ra == rb:
+        raise ctx.fail(where, "both slots have the same role", "mark one slot :subj and the other :obj")
+    subj_t, obj_t = (ta, tb) if ra == "subj" else (tb, ta)
+    if (subj_t, obj_t) not in args:
+        raise ctx.fail(where, f"slots bind ({subj_t}, {obj_t}) but relation {rel!r} allows only "
+                              f"{', '.join(f'({s}, {o})' for s, o in args)}",
+                       "change the slot types or roles, or add the pair to args")
+    flags = regex.IGNORECASE if t.get("ignore_case", False) else 0
+    parts = [pattern[: a.start()], pattern[a.end(): b.start()], pattern[b.end():]]
+    parts = [_spaces_to_whitespace(p) for p in parts]
+    prefix = ctx.compile(where, f"(?:{parts[0]})\\Z", flags) if parts[0].strip() else None
+    middle = ctx.compile(where, f"(?:{parts[1]})", flags) if parts[1] else ctx.compile(where, r"\s*", flags)
+    suffix = ctx.compile(where, parts[2], flags) if parts[2].strip() else None
+    return Template(tid, rel, (ta, tb), (ra, rb), prefix, middle, suffix,
+                    ctx.int_(where, "priority", t.get("priority", rel_priority)), t["pattern"])

@@ -1,0 +1,290 @@
+"""Relation labelling: candidate mention pairs, typed-slot templates, negative cues,
+priorities, reproducible negative sampling, and the labelling-function report.
+
+* Candidates: two mentions of one sentence whose types some relation allows
+  (in either text order), at most ``max_distance`` characters apart (the gap
+  between them). The subject/object direction comes from the relation's args.
+* A template such as ``{TAXON} (?:from|at) (?:the )?{LOC}`` fires on a pair when
+  its first slot is *exactly* the first mention, its second slot exactly the
+  second, and the regex parts before, between and after match the text there.
+* Other mentions lying between the pair are shown to the templates as ``<TYPE>``
+  (``{TAXON} from the <STRAT>, {LOC}``): a template can require, skip over or
+  list them (``{TAXON}(?:, <TAXON>)* and <TAXON> from the {STRAT}``).
+* A negative cue of a relation that matches (between the mentions, or anywhere
+  in the sentence with ``scope: sentence``) vetoes that relation for the pair.
+* Several relations firing on one pair is a conflict: the highest priority wins
+  (then the relation listed first); conflicts are counted in the report.
+* Every template and cue that fired is listed in ``Example.rules``.
+* Unlabelled candidates are NO_RELATION; ``sample_negatives`` keeps
+  ``negative_ratio`` of them per positive, chosen by a seeded hash of the
+  example id, so the choice never depends on processing order.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .patterns import RelationsSpec, Template
+from .records import NO_RELATION, AnnotatedSentence, Example, Mention, Span
+
+
+@dataclass
+class LabelStats:
+    candidates: int = 0
+    conflicts: int = 0  # pairs claimed by two or more relations
+    vetoed: int = 0  # pairs where a negative cue removed every firing relation
+    timeouts: Counter = field(default_factory=Counter)
+
+
+def example_id(doc_id: str, sent_id: int, subj: Span | Mention, obj: Span | Mention) -> str:
+    return f"{doc_id}:{sent_id}:{subj.start}-{subj.end}:{obj.start}-{obj.end}"
+
+
+class RelationLabeller:
+    def __init__(self, spec: RelationsSpec, regex_timeout_s: float = 1.0):
+        self.spec = spec
+        self.timeout = regex_timeout_s
+        self.stats = LabelStats()
+        self.allowed = spec.allowed_pairs()
+        self.order = {name: i for i, name in enumerate(spec.relations)}
+        # templates indexed by the slot types in text order
+        self.by_types: dict[tuple[str, str], list[Template]] = defaultdict(list)
+        for rel in spec.relations.values():
+            for t in rel.templates:
+                self.by_types[t.types].append(t)
+
+    def _max_gap(self, t1: str, t2: str) -> int:
+        return max(self.allowed.get((t1, t2), -1), self.allowed.get((t2, t1), -1))
+
+    def candidates(self, mentions: list[Mention]) -> list[tuple[Mention, Mention]]:
+        ms = sorted(mentions, key=lambda m: m.start)
+        out = []
+        for i, a in enumerate(ms):
+            for b in ms[i + 1:]:
+                gap = b.start - a.end
+                if gap < 0:
+                    continue
+                limit = self._max_gap(a.type, b.type)
+                if limit < 0:
+                    continue
+                if gap > limit:
+                    # later mentions of other types may still be allowed further away
+                    continue
+                out.append((a, b))
+        return out
+
+    @staticmethod
+    def between_text(text: str, a: Mention, b: Mention, mentions: list[Mention] | None = None) -> str:
+        """The text between two mentions as templates see it: every other mention lying
+        wholly between them is replaced by ``<TYPE>`` ("Xus from the <STRAT>, Utah")."""
+        inner = [m for m in mentions or () if m.start >= a.end and m.end <= b.start and m is not a and m is not b]
+        if not inner:
+            return text[a.end:b.start]
+        parts, pos = [], a.end
+        for m in sorted(inner, key=lambda m: m.start):
+            parts += [text[pos:m.start], f"<{m.type}>"]
+            pos = m.end
+        parts.append(text[pos:b.start])
+        return "".join(parts)
+
+    def _fires(self, t: Template, text: str, between: str, a: Mention, b: Mention) -> bool:
+        try:
+            if t.middle.fullmatch(between, timeout=self.timeout) is None:
+                return False
+            if t.prefix is not None and t.prefix.search(text, max(0, a.start - 120), a.start, timeout=self.timeout) is None:
+                return False
+            if t.suffix is not None and t.suffix.match(text, b.end, timeout=self.timeout) is None:
+                return False
+        except TimeoutError:
+            self.stats.timeouts[t.id] += 1
+            return False
+        return True
+
+    def label_pair(self, text: str, a: Mention, b: Mention,
+                   mentions: list[Mention] | None = None) -> tuple[str, Mention, Mention, list[str], int]:
+        """Label one candidate (a before b in the text); ``mentions`` (the sentence's) lets
+        templates see the mentions between the pair as ``<TYPE>``.
+        Returns (label, subject, object, rules fired, number of relations that claimed it)."""
+        fired: list[tuple[Template, Mention, Mention]] = []
+        gap = b.start - a.end
+        between = self.between_text(text, a, b, mentions)
+        for t in self.by_types.get((a.type, b.type), ()):
+            if gap > self.spec.relations[t.relation].max_distance:
+                continue
+            if self._fires(t, text, between, a, b):
+                subj, obj = (a, b) if t.roles[0] == "subj" else (b, a)
+                fired.append((t, subj, obj))
+        rules = [t.id for t, _, _ in fired]
+        claimed = {t.relation for t, _, _ in fired}
+        vetoed: set[str] = set()
+        for rel in claimed:
+            for cue in self.spec.relations[rel].negative_cues:
+                try:
+                    if cue.scope == "between":
+                        hit = cue.regex.search(between, timeout=self.timeout)
+                    else:
+                        hit = cue.regex.search(text, timeout=self.timeout)
+                except TimeoutError:
+                    self.stats.timeouts[cue.id] += 1
+                    hit = None
+                if hit:
+                    rules.append(cue.id)
+                    vetoed.add(rel)
+        live = [f for f in fired if f[0].relation not in vetoed]
+        if claimed and not live:
+            self.stats.vetoed += 1
+        if len(claimed - vetoed) > 1:
+            self.stats.conflicts += 1
+        if live:
+            t, subj, obj = min(live, key=lambda f: (-f[0].priority, self.order[f[0].relation]))
+            return t.relation, subj, obj, rules, len(claimed)
+        subj, obj = self._default_direction(a, b)
+        return NO_RELATION, subj, obj, rules, len(claimed)
+
+    def _default_direction(self, a: Mention, b: Mention) -> tuple[Mention, Mention]:
+        if (a.type, b.type) in self.allowed:
+            return a, b
+        return b, a
+
+    def label_sentence(self, s: AnnotatedSentence) -> list[Example]:
+        out = []
+        for a, b in self.candidates(s.mentions):
+            self.stats.candidates += 1
+            label, subj, obj, rules, _ = self.label_pair(s.text, a, b, s.mentions)
+            out.append(Example(
+                id=example_id(s.doc_id, s.sent_id, subj, obj), doc_id=s.doc_id, sent_id=s.sent_id, text=s.text,
+                subj=Span(subj.start, subj.end, subj.type, subj.text), obj=Span(obj.start, obj.end, obj.type, obj.text),
+                label=label, rules=rules, origin="auto", page=s.page, section=s.section,
+            ))
+        return out
+
+
+def label_sentences(sentences: Iterable[AnnotatedSentence], spec: RelationsSpec,
+                    regex_timeout_s: float = 1.0) -> list[Example]:
+    """Every candidate of every sentence, labelled (NO_RELATION included, not sampled)."""
+    lab = RelationLabeller(spec, regex_timeout_s)
+    return [ex for s in sentences for ex in lab.label_sentence(s)]
+
+
+def _rank(seed: int, ex_id: str) -> str:
+    return hashlib.sha1(f"{seed}:{ex_id}".encode()).hexdigest()
+
+
+def sample_negatives(examples: list[Example], ratio: float, seed: int) -> list[Example]:
+    """Keep every positive and round(ratio * positives) NO_RELATION examples: those with
+    the smallest seeded hash of their id. Same inputs -> same choice, in any order."""
+    pos = [e for e in examples if e.label != NO_RELATION]
+    neg = [e for e in examples if e.label == NO_RELATION]
+    k = min(len(neg), int(round(ratio * len(pos))))
+    keep = {e.id for e in sorted(neg, key=lambda e: _rank(seed, e.id))[:k]}
+    return [e for e in examples if e.label != NO_RELATION or e.id in keep]
+
+
+# --- report ---------------------------------------------------------------------
+
+
+def _marked(ex: Example) -> str:
+    """Sentence with [[subject]] and <<object>> marked, for the report."""
+    marks = sorted([(ex.subj.start, ex.subj.end, "[[", "]]"), (ex.obj.start, ex.obj.end, "<<", ">>")], reverse=True)
+    text = ex.text
+    for s, e, l, r in marks:
+        text = text[:s] + l + text[s:e] + r + text[e:]
+    # long sentences: keep a window around the pair (marks add 8 characters)
+    lo = max(0, min(ex.subj.start, ex.obj.start) - 120)
+    hi = max(ex.subj.end, ex.obj.end) + 8 + 120
+    return ("..." if lo else "") + text[lo:hi] + ("..." if hi < len(text) else "")
+
+
+def annotation_report(all_examples: list[Example], kept: list[Example], spec: RelationsSpec,
+                      mentions_per_type: dict[str, int] | None = None, max_examples: int = 3) -> dict:
+    """Snorkel-style analysis of the labelling rules over all candidates (before sampling):
+    per rule its coverage (pairs it fired on), overlaps (pairs where another rule fired
+    too), conflicts (pairs where a rule of another relation fired), wins (pairs it
+    labelled) and a few example sentences."""
+    rule_rel: dict[str, str] = {}
+    rule_kind: dict[str, str] = {}
+    for rel in spec.relations.values():
+        for t in rel.templates:
+            rule_rel[t.id], rule_kind[t.id] = rel.name, "template"
+        for c in rel.negative_cues:
+            rule_rel[c.id], rule_kind[c.id] = rel.name, "negative_cue"
+    n = len(all_examples)
+    per: dict[str, dict] = {
+        r: {"relation": rule_rel[r], "kind": rule_kind[r], "coverage": 0, "overlaps": 0, "conflicts": 0,
+            "labelled": 0, "overlaps_with": Counter(), "conflicts_with": Counter(), "examples": []}
+        for r in rule_rel
+    }
+    conflicts = 0
+    labelled_by_rules = 0
+    for ex in all_examples:
+        if not ex.rules:
+            continue
+        labelled_by_rules += ex.label != NO_RELATION
+        tpl = [r for r in ex.rules if rule_kind.get(r) == "template"]
+        rels = {rule_rel[r] for r in tpl}
+        conflicts += len(rels) > 1
+        for r in ex.rules:
+            if r not in per:
+                continue
+            st = per[r]
+            st["coverage"] += 1
+            others = [o for o in ex.rules if o != r and o in per]
+            if others:
+                st["overlaps"] += 1
+                st["overlaps_with"].update(others)
+            rivals = [o for o in tpl if rule_rel[o] != rule_rel[r]]
+            if rivals and rule_kind[r] == "template":
+                st["conflicts"] += 1
+                st["conflicts_with"].update(rivals)
+            if rule_kind[r] == "template" and ex.label == rule_rel[r]:
+                st["labelled"] += 1
+            if len(st["examples"]) < max_examples:
+                st["examples"].append({"id": ex.id, "label": ex.label, "sentence": _marked(ex)})
+    for st in per.values():
+        st["coverage_share"] = round(st["coverage"] / n, 4) if n else 0.0
+        st["overlaps_with"] = dict(st["overlaps_with"].most_common(5))
+        st["conflicts_with"] = dict(st["conflicts_with"].most_common(5))
+    return {
+        "patterns_file": str(spec.path),
+        "mentions_per_type": dict(sorted((mentions_per_type or {}).items())),
+        "candidates": n,
+        "candidates_per_class": dict(Counter(e.label for e in all_examples).most_common()),
+        "examples_per_class": dict(Counter(e.label for e in kept).most_common()),
+        "examples": len(kept),
+        "conflicts": conflicts,
+        "rules_never_fired": sorted(r for r, st in per.items() if st["coverage"] == 0),
+        "rules": per,
+    }
+
+
+def report_markdown(report: dict) -> str:
+    lines = ["# Annotation report", "",
+             f"Relation patterns: `{report['patterns_file']}`. Candidates: {report['candidates']}, "
+             f"kept examples: {report['examples']}, conflicts (pairs claimed by two relations): {report['conflicts']}.", "",
+             "## Mentions per type", "", "| type | mentions |", "|---|---|"]
+    lines += [f"| {t} | {c} |" for t, c in report["mentions_per_type"].items()]
+    lines += ["", "## Examples per class", "", "| class | candidates | kept |", "|---|---|---|"]
+    for label, c in report["candidates_per_class"].items():
+        lines.append(f"| {label} | {c} | {report['examples_per_class'].get(label, 0)} |")
+    lines += ["", "## Rules", "",
+              "Coverage = candidate pairs the rule fired on; overlaps = pairs where another rule fired too; "
+              "conflicts = pairs where a template of another relation fired; labelled = pairs it gave its label to.", "",
+              "| rule | kind | relation | coverage | share | labelled | overlaps | conflicts | conflicts with |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for rid, st in sorted(report["rules"].items(), key=lambda kv: -kv[1]["coverage"]):
+        cw = ", ".join(f"{k} ({v})" for k, v in st["conflicts_with"].items()) or "-"
+        lines.append(f"| `{rid}` | {st['kind']} | {st['relation']} | {st['coverage']} | {st['coverage_share']:.2%} | "
+                     f"{st['labelled']} | {st['overlaps']} | {st['conflicts']} | {cw} |")
+    if report["rules_never_fired"]:
+        lines += ["", "Rules that never fired: " + ", ".join(f"`{r}`" for r in report["rules_never_fired"])]
+    lines += ["", "## Example sentences", "", "Subject in [[ ]], object in << >>.", ""]
+    for rid, st in report["rules"].items():
+        if not st["examples"]:
+            continue
+        lines.append(f"### `{rid}` ({st['relation']})")
+        lines.append("")
+        lines += [f"- {e['label']}: {e['sentence']}" for e in st["examples"]]
+        lines.append("")
+    return "\n".join(lines) + "\n"

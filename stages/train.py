@@ -1,0 +1,352 @@
+"""Fine-tune the relation classifier (LoRA or full) on Example records.
+
+A plain torch loop (through ``accelerate`` for device placement, mixed precision and
+multi-GPU): every example is encoded once, batches are grouped by length and padded
+only to their longest item, the dev split is scored after each epoch (macro-F1 over the
+positive relations) and training stops when it has not improved for ``patience`` epochs;
+the best epoch's weights are saved.
+
+Multi-GPU: ``accelerate launch -m flows.train`` runs one process per GPU; each trains
+on its share of the batches, all score the dev split identically, the main one saves.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+from .records import NO_RELATION, Example
+from . import model as M
+
+log = logging.getLogger(__name__)
+
+LogFn = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainParams:
+    train: str = "data/augmented/train.jsonl"
+    dev: str = "data/split/dev.jsonl"
+    out_dir: str = "models/relmine"
+    report: str = "reports/train.json"
+    model: str = M.DEFAULT_MODEL          # package name, hub id or local folder
+    lora: bool = True                     # false: full fine-tuning
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    head_dropout: float = 0.1
+    max_length: int = 128
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    scheduler: Literal["linear", "cosine"] = "linear"
+    warmup_ratio: float = 0.1
+    epochs: int = 3
+    patience: int = 2                     # epochs without dev macro-F1 gain before stopping (min 1)
+    label_smoothing: float = 0.0
+    imbalance: Literal["none", "class_weights", "focal", "resample"] = "class_weights"
+    focal_gamma: float = 2.0
+    seed: int = 13
+    max_train_examples: int = 0           # 0 = all
+    device: str = "auto"                  # auto | cpu | cuda
+    log_every: int = 20                   # optimizer steps between progress lines
+
+    def check(self) -> None:
+        if self.max_length < 16:
+            raise ValueError("max_length must be >= 16 (room for the four markers and context)")
+        for name in ("batch_size", "eval_batch_size", "grad_accum", "epochs", "lora_r", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0 < self.lr < 1:
+            raise ValueError("lr must be in (0, 1)")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError("warmup_ratio must be in [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError("label_smoothing must be in [0, 1)")
+        if self.patience < 0 or self.max_train_examples < 0 or self.focal_gamma < 0:
+            raise ValueError("patience, max_train_examples and focal_gamma must be >= 0")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError("device must be auto, cpu or cuda")
+
+
+# --- losses ----------------------------------------------------------------------------
+
+
+def balanced_class_weights(label_ids: Sequence[int], num_labels: int) -> torch.Tensor:
+    """n / (k * count): each class weighs as much in total; unseen classes get weight 1."""
+    counts = Counter(label_ids)
+    n, k = len(label_ids), len(counts)
+    return torch.tensor([n / (k * counts[c]) if counts[c] else 1.0 for c in range(num_labels)])
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
+                        label_smoothing: float = 0.0, focal_gamma: float = 0.0) -> torch.Tensor:
+    """Cross-entropy, optionally class-weighted and/or focal: (1 - p_true)^gamma * CE.
+
+    Weighted losses are normalised by the summed weights of the batch (as torch's
+    weighted mean does), so the loss scale does not depend on the batch's class mix.
+    """
+    logits = logits.float()
+    ce = F.cross_entropy(logits, labels, weight=weights, label_smoothing=label_smoothing, reduction="none")
+    if focal_gamma > 0:
+        p_true = torch.softmax(logits, dim=-1).gather(1, labels[:, None]).squeeze(1)
+        ce = (1 - p_true).pow(focal_gamma) * ce
+    if weights is not None:
+        return ce.sum() / weights[labels].sum()
+    return ce.mean()
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+
+
+def label_list(train: Sequence[Example], dev: Sequence[Example]) -> list[str]:
+    labels = sorted({e.label for e in train})
+    missing = sorted({e.label for e in dev} - set(labels))
+    if missing:
+        log.warning("dev labels absent from train (the model cannot predict them): %s", ", ".join(missing))
+    return sorted(set(labels) | set(missing))
+
+
+def positive_macro_f1(gold: Sequence[str], pred: Sequence[str]) -> float:
+    """Macro-F1 over the positive relations (NO_RELATION left out), from the metrics module."""
+    from .evaluate import relation_scores
+
+    return relation_scores(gold, pred)["macro_f1"]
+
+
+def make_scheduler(opt: torch.optim.Optimizer, kind: str, total: int, warmup: int):
+    from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    fn = get_cosine_schedule_with_warmup if kind == "cosine" else get_linear_schedule_with_warmup
+    return fn(opt, num_warmup_steps=warmup, num_training_steps=max(total, 1))
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+# --- training ------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    labels: list[str]
+    epochs_run: int
+    best_epoch: int
+    best_dev_macro_f1: float
+    train_samples: int
+    samples_per_s: float
+    train_seconds: float
+    wall_seconds: float
+    optimizer_steps: int
+    trainable_params: int
+    total_params: int
+    device: str
+    history: list[dict[str, float]]
+    model: Any = None  # the trained network (best epoch, on CPU), for callers that keep using it
+
+
+def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn: LogFn | None = None,
+                out_dir: str | Path | None = None) -> TrainResult:
+    """Train on ``train``, early-stop on ``dev``, save the best model to ``out_dir`` (p.out_dir)."""
+    from accelerate import Accelerator
+
+    t_wall = time.perf_counter()
+    M.set_threads()
+    seed_everything(p.seed)
+    if not train:
+        raise InputError(f"{p.train}: no training examples; check the upstream stages (relations, split)")
+    if p.max_train_examples and len(train) > p.max_train_examples:
+        train = random.Random(p.seed).sample(train, p.max_train_examples)
+    labels = label_list(train, dev)
+    label2id = {l: i for i, l in enumerate(labels)}
+    entity_types = M.entity_types_of([*train, *dev])
+    model_path = M.resolve_model_path(p.model)
+
+    tokenizer = M.build_tokenizer(model_path, entity_types)
+    net = M.build_network(model_path, tokenizer, len(labels), p.head_dropout)
+    if p.lora:
+        model = M.add_lora(net, tokenizer, entity_types, p.lora_r, p.lora_alpha, p.lora_dropout,
+                           p.lora_target_modules)
+    else:
+        model = net
+    n_train_params = sum(x.numel() for x in model.parameters() if x.requires_grad)
+    n_params = sum(x.numel() for x in model.parameters())
+
+    encoder = M.MarkerEncoder(tokenizer, entity_types, p.max_length)
+    enc = encoder.encode(train)
+    y = [label2id[e.label] for e in train]
+    lengths = [len(e.input_ids) for e in enc]
+    pad = tokenizer.pad_token_id or 0
+
+    weights = balanced_class_weights(y, len(labels)) if p.imbalance == "class_weights" else None
+    gamma = p.focal_gamma if p.imbalance == "focal" else 0.0
+
+    device = M.pick_device(p.device)
+    mixed = M.autocast_dtype(device, "auto") if device.type == "cuda" else None
+    acc = Accelerator(cpu=device.type == "cpu",
+                      mixed_precision={torch.bfloat16: "bf16", torch.float16: "fp16"}.get(mixed, "no"))
+    decay, no_decay = [], []
+    for n, prm in model.named_parameters():
+        if prm.requires_grad:
+            (no_decay if prm.ndim < 2 or "LayerNorm" in n or "bias" in n else decay).append(prm)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": p.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=p.lr)
+    batches_per_epoch = math.ceil(len(enc) / p.batch_size / acc.num_processes)
+    steps_per_epoch = math.ceil(batches_per_epoch / p.grad_accum)
+    total_steps = steps_per_epoch * p.epochs
+    sched = make_scheduler(opt, p.scheduler, total_steps, int(p.warmup_ratio * total_steps))
+    model, opt = acc.prepare(model, opt)
+    if weights is not None:
+        weights = weights.to(acc.device)
+
+    rng = random.Random(p.seed)
+    resample_w = None
+    if p.imbalance == "resample":
+        counts = Counter(y)
+        resample_w = [1.0 / counts[c] for c in y]
+
+    log.info("training on %d examples (%d labels: %s), dev %d, %s, %d/%d params trainable, device %s",
+             len(enc), len(labels), ", ".join(labels), len(dev), "LoRA" if p.lora else "full fine-tune",
+             n_train_params, n_params, acc.device)
+    history: list[dict[str, float]] = []
+    best_f1, best_epoch, best_state, bad_epochs = -1.0, 0, None, 0
+    step, seen, train_seconds = 0, 0, 0.0
+    epochs_run = 0
+    for epoch in range(1, p.epochs + 1):
+        epochs_run = epoch
+        model.train()
+        idx = (rng.choices(range(len(enc)), weights=resample_w, k=len(enc)) if resample_w else None)
+        batches = M.length_grouped_batches(lengths, p.batch_size, rng, indices=idx)
+        batches = batches[acc.process_index::acc.num_processes]
+        t0 = time.perf_counter()
+        run_loss, run_n = 0.0, 0
+        for b, bidx in enumerate(batches, 1):
+            batch = M.collate([enc[i] for i in bidx], pad, [y[i] for i in bidx])
+            batch = {k: v.to(acc.device) for k, v in batch.items()}
+            with acc.autocast():
+                logits = model(**batch)
+            loss = classification_loss(logits, batch["labels"], weights, p.label_smoothing, gamma)
+            acc.backward(loss / p.grad_accum)
+            run_loss += loss.item() * len(bidx)
+            run_n += len(bidx)
+            seen += len(bidx)
+            if b % p.grad_accum == 0 or b == len(batches):
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                if step % p.log_every == 0:
+                    elapsed = train_seconds + time.perf_counter() - t0
+                    log.info("epoch %d/%d step %d/%d loss %.4f lr %.2e %.1f samples/s", epoch, p.epochs, step,
+                             total_steps, run_loss / run_n, sched.get_last_lr()[0], seen / elapsed)
+                    if log_fn and acc.is_main_process:
+                        log_fn(step, {"train/loss": run_loss / run_n, "train/lr": sched.get_last_lr()[0]})
+                    run_loss, run_n = 0.0, 0
+        train_seconds += time.perf_counter() - t0
+        f1 = dev_macro_f1(acc.unwrap_model(model), tokenizer, entity_types, labels, dev, p, acc.device)
+        history.append({"epoch": epoch, "step": step, "dev_macro_f1": f1})
+        log.info("epoch %d/%d done: dev macro-F1 %.4f (best %.4f), %.1f samples/s", epoch, p.epochs, f1,
+                 max(best_f1, f1), seen / train_seconds)
+        if log_fn and acc.is_main_process:
+            log_fn(step, {"dev/macro_f1": f1, "epoch": epoch})
+        if f1 > best_f1:
+            best_f1, best_epoch, bad_epochs = f1, epoch, 0
+            best_state = trainable_state(acc.unwrap_model(model))
+        else:
+            bad_epochs += 1
+            if dev and bad_epochs >= max(p.patience, 1):
+                log.info("early stop: dev macro-F1 has not improved for %d epochs", bad_epochs)
+                break
+
+    final = acc.unwrap_model(model)
+    if best_state is not None and best_epoch != epochs_run:
+        final.load_state_dict(best_state, strict=False)
+    final = final.to("cpu")
+    meta = M.ModelMeta(
+        labels=labels, entity_types=entity_types,
+        base_model=p.model if p.model == M.DEFAULT_MODEL else model_path,
+        lora=p.lora, max_length=p.max_length, head_dropout=p.head_dropout, train_params=asdict(p),
+    )
+    if acc.is_main_process:
+        save_atomically(Path(out_dir or p.out_dir), final, tokenizer, meta)
+    acc.wait_for_everyone()
+    return TrainResult(
+        labels=labels, epochs_run=epochs_run, best_epoch=best_epoch, best_dev_macro_f1=max(best_f1, 0.0),
+        train_samples=seen, samples_per_s=seen / train_seconds if train_seconds else 0.0,
+        train_seconds=train_seconds, wall_seconds=time.perf_counter() - t_wall, optimizer_steps=step,
+        trainable_params=n_train_params, total_params=n_params, device=str(acc.device), history=history,
+        model=final,
+    )
+
+
+def dev_macro_f1(model: torch.nn.Module, tokenizer: Any, entity_types: list[str], labels: list[str],
+                 dev: Sequence[Example], p: TrainParams, device: torch.device) -> float:
+    if not dev:
+        return 0.0
+    meta = M.ModelMeta(labels=labels, entity_types=entity_types, base_model="", lora=p.lora,
+                       max_length=p.max_length)
+    clf = M.RelationClassifier(model, tokenizer, meta, device=str(device))
+    try:
+        pred = clf.predict(dev, p.eval_batch_size)
+    finally:
+        model.train()
+    return positive_macro_f1([e.label for e in dev], pred)
+
+
+def save_atomically(out: Path, model: torch.nn.Module, tokenizer: Any, meta: M.ModelMeta) -> None:
+    """Write to a sibling temp folder, then swap: a crash never leaves half a model."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    M.save_model(tmp, model, tokenizer, meta)
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def result_report(r: TrainResult, p: TrainParams) -> dict[str, Any]:
+    """The small metrics file for reports/train.json."""
+    return {
+        "samples_per_s": round(r.samples_per_s, 2),
+        "epochs_run": r.epochs_run,
+        "best_epoch": r.best_epoch,
+        "best_dev_macro_f1": round(r.best_dev_macro_f1, 4),
+        "train_samples": r.train_samples,
+        "optimizer_steps": r.optimizer_steps,
+        "train_seconds": round(r.train_seconds, 1),
+        "wall_seconds": round(r.wall_seconds, 1),
+        "trainable_params": r.trainable_params,
+        "total_params": r.total_params,
+        "device": r.device,
+        "threads": torch.get_num_threads(),
+        "labels": r.labels,
+        "model": p.model,
+        "lora": p.lora,
+    }

@@ -1,0 +1,213 @@
+"""Entity markers, the truncation window, model-name resolution, and a tiny local BERT
+(the hub-model path: a folder built here) that trains, saves and reloads identically."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages import model as M
+from stages.errors import InputError
+from stages.records import Example, Span
+
+SENTENCES = [
+    ("Olenus occurs in the Wheeler Formation of Utah.", "Olenus", "TAXON", "Wheeler Formation", "STRAT", "occurs_in"),
+    ("Elrathia kingii is abundant in the Marjum Formation.", "Elrathia kingii", "TAXON", "Marjum Formation", "STRAT",
+     "occurs_in"),
+    ("Ptychagnostus atavus was found at House Range in Utah.", "Ptychagnostus atavus", "TAXON", "Utah", "LOC",
+     "found_at"),
+    ("Olenus was collected at Millard County near the Wheeler Formation.", "Olenus", "TAXON", "Millard County", "LOC",
+     "found_at"),
+    ("The Wheeler Formation is assigned to the Drumian Stage.", "Wheeler Formation", "STRAT", "Drumian Stage",
+     "CHRONO", "assigned_to"),
+    ("The Marjum Formation belongs to the Drumian Stage of the Cambrian.", "Marjum Formation", "STRAT",
+     "Drumian Stage", "CHRONO", "assigned_to"),
+    ("Utah and the Drumian Stage are discussed in the Wheeler Formation section.", "Utah", "LOC", "Drumian Stage",
+     "CHRONO", "NO_RELATION"),
+    ("Elrathia kingii and Utah appear in different chapters of the Marjum Formation volume.", "Elrathia kingii",
+     "TAXON", "Marjum Formation", "STRAT", "NO_RELATION"),
+]
+
+
+def make_example(i: int, text: str, s: str, st: str, o: str, ot: str, label: str) -> Example:
+    a = text.index(s)
+    b = text.index(o, a + len(s)) if o in text[a + len(s):] else text.index(o)
+    return Example(id=f"ex{i}", doc_id="doc", sent_id=i, text=text, subj=Span(a, a + len(s), st, s),
+                   obj=Span(b, b + len(o), ot, o), label=label, rules=[f"rule_{label}"])
+
+
+def made_examples(repeat: int = 1) -> list[Example]:
+    return [make_example(i * 100 + j, *row) for i in range(repeat) for j, row in enumerate(SENTENCES)]
+
+
+def make_tiny_bert(folder: Path, texts: list[str] | None = None) -> Path:
+    """A 2-layer BERT with a word-level vocab of the given texts, saved like a hub model."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    texts = texts or [row[0] for row in SENTENCES]
+    words = sorted({w.strip(".,").lower() for t in texts for w in t.split()} - {""})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + words
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer",
+                                                              "do_lower_case": True}))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(folder)  # fails here, not in the tests, when the folder is incomplete
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+# --- markers -----------------------------------------------------------------------
+
+
+def test_mark_text_wraps_both_entities_with_typed_markers():
+    ex = make_example(0, *SENTENCES[0])
+    marked = M.mark_text(ex, ["TAXON", "STRAT", "LOC"])
+    assert marked == "[E1:TAXON] Olenus [/E1] occurs in the [E2:STRAT] Wheeler Formation [/E2] of Utah."
+
+
+def test_mark_text_object_before_subject_and_unknown_type():
+    text = "In the Wheeler Formation we found Olenus."
+    ex = Example(id="x", doc_id="d", sent_id=0, text=text, subj=Span(34, 40, "TAXON", "Olenus"),
+                 obj=Span(7, 24, "STRAT", "Wheeler Formation"), label="occurs_in")
+    marked = M.mark_text(ex, ["TAXON"])  # STRAT unknown to this model -> fallback marker
+    assert marked == "In the [E2:?] Wheeler Formation [/E2] we found [E1:TAXON] Olenus [/E1]."
+
+
+def test_marker_tokens_cover_every_role_and_type():
+    toks = M.marker_tokens(["STRAT", "TAXON"])
+    assert {"[E1:STRAT]", "[E1:TAXON]", "[E2:STRAT]", "[E2:TAXON]", "[/E1]", "[/E2]"} <= set(toks)
+    assert M.entity_types_of(made_examples()) == ["CHRONO", "LOC", "STRAT", "TAXON"]
+
+
+def test_window_centres_on_entities_and_keeps_far_apart_ones():
+    ids = list(range(100))
+    w = M.window(ids, [60, 62, 70, 72], 20)
+    assert len(w) == 20 and {60, 62, 70, 72} <= set(w) and w == sorted(w)
+    assert w[0] > 0  # the head was dropped, not the entities at the tail
+    far = M.window(ids, [5, 7, 90, 92], 20)
+    assert len(far) == 20 and {5, 7, 90, 92} <= set(far)
+
+
+def test_truncation_keeps_markers_on_a_real_long_sentence():
+    """A long sentence from the sample domain with both entities near its end, real tokenizer."""
+    tok = M.build_tokenizer(M.resolve_model_path(M.DEFAULT_MODEL), ["TAXON", "STRAT"])
+    text = ("The lower part of the succession, which consists of thin-bedded limestone and shale with "
+            "abundant trace fossils, phosphatic brachiopods and rare echinoderm debris, was measured in "
+            "several sections across the House Range, and there the agnostoid Ptychagnostus atavus occurs "
+            "in the Wheeler Formation together with many other trilobites.")
+    s, o = "Ptychagnostus atavus", "Wheeler Formation"
+    ex = Example(id="long", doc_id="d", sent_id=0, text=text,
+                 subj=Span(text.index(s), text.index(s) + len(s), "TAXON", s),
+                 obj=Span(text.index(o), text.index(o) + len(o), "STRAT", o), label="occurs_in")
+    enc = M.MarkerEncoder(tok, ["TAXON", "STRAT"], max_length=32).encode([ex])[0]
+    toks = tok.convert_ids_to_tokens(enc.input_ids)
+    assert len(toks) == 32 and toks[0] == "[CLS]" and toks[-1] == "[SEP]"
+    for m in ("[E1:TAXON]", "[/E1]", "[E2:STRAT]", "[/E2]"):
+        assert m in toks
+    assert toks[enc.e1] == "[E1:TAXON]" and toks[enc.e2] == "[E2:STRAT]"
+    assert "succession" not in toks  # the head of the sentence went, not the entities
+    full = M.MarkerEncoder(tok, ["TAXON", "STRAT"], max_length=128).encode([ex])[0]
+    assert len(full.input_ids) > 32 and "succession" in tok.convert_ids_to_tokens(full.input_ids)
+
+
+def test_collate_pads_to_longest_in_batch_only():
+    items = [M.Encoded([1, 5, 6, 2], 1, 2), M.Encoded([1, 5, 2], 1, 1)]
+    b = M.collate(items, pad_id=0, labels=[0, 1])
+    assert b["input_ids"].shape == (2, 4)
+    assert b["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert b["labels"].tolist() == [0, 1]
+
+
+# --- model names --------------------------------------------------------------------------
+
+
+def test_resolve_model_path(tiny_bert):
+    default = Path(M.resolve_model_path(M.DEFAULT_MODEL))
+    assert (default / "config.json").exists()
+    assert M.resolve_model_path(str(tiny_bert)) == str(tiny_bert.resolve())
+    assert M.resolve_model_path("someorg/some-model") == "someorg/some-model"  # a hub id
+    with pytest.raises(InputError, match="no such folder"):
+        M.resolve_model_path("./no/such/model")
+
+
+def test_hub_id_without_network_fails_clearly(monkeypatch):
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network here: fail at once instead of retrying
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    with pytest.raises(InputError, match="could not be fetched from the Hugging Face hub"):
+        M.build_tokenizer(M.resolve_model_path("relmine-test/no-such-model"), ["TAXON"])
+
+
+# --- tiny BERT: train, save, reload -----------------------------------------------------------
+
+
+def test_tiny_bert_trains_saves_and_reloads_identically(tiny_bert, tmp_path):
+    from stages.train import TrainParams, seed_everything, train_model
+
+    train = made_examples(repeat=4)
+    dev = made_examples()
+    p = TrainParams(model=str(tiny_bert), out_dir=str(tmp_path / "model"), epochs=6, batch_size=8, lr=5e-3,
+                    lora_r=4, lora_alpha=8, lora_target_modules=["query", "value", "dense"], warmup_ratio=0.0,
+                    patience=10, log_every=1, max_length=48, device="cpu")
+    logged: list[tuple[int, dict]] = []
+    result = train_model(p, train, dev, log_fn=lambda step, m: logged.append((step, m)))
+    losses = [m["train/loss"] for _, m in logged if "train/loss" in m]
+    assert len(losses) >= 12
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # it learns
+    folder = tmp_path / "model"
+    for name in ("relmine.json", "adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json"):
+        assert (folder / name).exists(), name
+    meta = json.loads((folder / "relmine.json").read_text())
+    assert meta["labels"] == sorted({e.label for e in train}) and meta["train_params"]["lr"] == 5e-3
+
+    # the saved folder predicts what the in-memory model predicts
+    trained = M.RelationClassifier(result.model, _tok(folder), M.read_meta(folder), device="cpu", dtype="float32")
+    loaded = M.load_model(folder, device="cpu", dtype="float32")
+    p1, p2 = trained.predict_proba(dev), loaded.predict_proba(dev)
+    assert torch.allclose(p1, p2, atol=1e-5)
+    assert loaded.predict(dev) == trained.predict(dev)
+
+    # marker embeddings: trained (differ from their initial values) and restored on load
+    types = meta["entity_types"]
+    ids = M.marker_token_ids(loaded.tokenizer, types)
+    seed_everything(p.seed)
+    init = M.build_network(str(tiny_bert), M.build_tokenizer(str(tiny_bert), types), len(meta["labels"]))
+    init_rows = init.encoder.get_input_embeddings().weight[ids]
+    loaded_rows = loaded.model.encoder.get_input_embeddings().weight[ids]
+    used = [i for i, t in enumerate(M.marker_tokens(types)) if t in {"[E1:TAXON]", "[E2:STRAT]", "[/E1]"}]
+    assert not torch.allclose(init_rows[used], loaded_rows[used])
+    trained_rows = _embedding_rows(result.model, ids)
+    assert torch.allclose(trained_rows, loaded_rows, atol=1e-6)
+    # an ordinary word's row was not touched (LoRA leaves the base embedding alone)
+    word = loaded.tokenizer.convert_tokens_to_ids("olenus")
+    assert torch.equal(init.encoder.get_input_embeddings().weight[word],
+                       loaded.model.encoder.get_input_embeddings().weight[word])
+
+
+def _tok(folder: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def _embedding_rows(peft_model: torch.nn.Module, ids: list[int]) -> torch.Tensor:
+    """Effective embedding rows of a (not merged) peft model: run the embedding layer on the ids."""
+    emb = peft_model.get_base_model().encoder.get_input_embeddings()
+    with torch.no_grad():
+        return emb(torch.tensor(ids))
+
+
+def test_load_model_rejects_a_folder_without_a_model(tmp_path):
+    with pytest.raises(InputError, match="not a relmine model folder"):
+        M.load_model(tmp_path)

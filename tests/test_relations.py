@@ -1,0 +1,273 @@
+"""Relation labels: typed-slot templates, type constraints, conflicts, negative sampling,
+the annotation report, the cached flows, and a domain switch with no code change."""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks.bench_annotate import pdf_sentences
+from stages.entities import EntityAnnotator
+from stages.patterns import load_entity_spec, load_entity_types, load_relations_spec
+from stages.records import NO_RELATION, AnnotatedSentence, Example, Mention, Sentence, read_records, write_jsonl
+from stages.relations import (RelationLabeller, annotation_report, label_sentences, report_markdown,
+                              sample_negatives)
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTITIES = ROOT / "data/patterns/entities.yaml"
+RELATIONS = ROOT / "data/patterns/relations.yaml"
+
+
+@pytest.fixture(scope="module")
+def annotator(gazetteers) -> EntityAnnotator:
+    return EntityAnnotator(load_entity_spec(ENTITIES, base_dir=ROOT))
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_relations_spec(RELATIONS, load_entity_types(ENTITIES))
+
+
+def _annotate(ann: EntityAnnotator, *texts: str, doc: str = "d") -> list[AnnotatedSentence]:
+    return ann.annotate([Sentence(doc, i, 1, "results", t) for i, t in enumerate(texts)])
+
+
+def _labels(examples: list[Example]) -> dict[tuple[str, str], Example]:
+    return {(e.subj.text, e.obj.text): e for e in examples}
+
+
+def test_templates_bind_typed_slots_to_mentions(annotator, spec):
+    sents = _annotate(annotator,
+                      "Elrathia kingii from the Wheeler Formation is abundant.",
+                      "The Drum Member of the Wheeler Formation is thin.",
+                      "Pelagiella subangulata from the Transantarctic Mountains is small.",
+                      "The Shackleton Limestone (Cambrian Series 2) is folded.")
+    ex = _labels(label_sentences(sents, spec))
+    assert ex[("Elrathia kingii", "Wheeler Formation")].label == "occurs_in"
+    assert ex[("Elrathia kingii", "Wheeler Formation")].rules == ["occurs_in.from_in"]
+    assert ex[("Drum Member", "Wheeler Formation")].label == "part_of"  # direction from the roles
+    assert ex[("Pelagiella subangulata", "Transantarctic Mountains")].label == "found_at"
+    assert ex[("Shackleton Limestone", "Cambrian Series 2")].label == "assigned_to"
+    for e in ex.values():
+        e.validate()
+        assert e.origin == "auto" and e.id == f"d:{e.sent_id}:{e.subj.start}-{e.subj.end}:{e.obj.start}-{e.obj.end}"
+
+
+def test_slots_must_be_the_mentions_not_any_text(annotator, spec):
+    # the template's middle must match exactly the text between the two mentions
+    sents = _annotate(annotator, "Elrathia kingii, described by many authors over decades and known from "
+                                 "several continents and collections, in the Wheeler Formation.")
+    ex = label_sentences(sents, spec)
+    assert [e.label for e in ex] == [NO_RELATION]
+
+
+def test_type_constraints_strat_pair_never_occurs_in(annotator, spec):
+    sents = _annotate(annotator, "The Swasey Limestone from the Wheeler Formation was sampled.",
+                      "The Drum Member of the Wheeler Formation is thin.")
+    ex = label_sentences(sents, spec)
+    assert ex and all(e.subj.type == e.obj.type == "STRAT" for e in ex)
+    assert all(e.label in ("part_of", NO_RELATION) for e in ex)
+    assert not any(r.startswith("occurs_in") for e in ex for r in e.rules)
+    # TAXON-CHRONO is allowed by no relation: no candidate at all
+    assert label_sentences(_annotate(annotator, "Elrathia kingii of the Drumian."), spec) == []
+
+
+def test_negative_cue_vetoes_and_is_recorded(annotator, spec):
+    ex = label_sentences(_annotate(annotator, "Elrathia kingii is not known from the Wheeler Formation."), spec)
+    assert len(ex) == 1 and ex[0].label == NO_RELATION
+    assert "occurs_in.neg.absence" in ex[0].rules
+    assert any(r.startswith("occurs_in.") and ".neg." not in r for r in ex[0].rules)  # the vetoed template
+
+
+def test_max_distance_limits_candidates(tmp_path, annotator):
+    rel = RELATIONS.read_text().replace("    max_distance: 120\n", "    max_distance: 10\n", 1)  # occurs_in
+    spec = load_relations_spec(_write(tmp_path, "relations.yaml", rel), load_entity_types(ENTITIES))
+    near = label_sentences(_annotate(annotator, "Elrathia kingii from the Wheeler Formation."), spec)
+    far = label_sentences(_annotate(annotator, "Elrathia kingii, a very common species, from the Wheeler Formation."), spec)
+    assert len(near) == 1 and far == []
+
+
+def _write(tmp: Path, name: str, text: str) -> Path:
+    p = tmp / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+CONFLICT = """
+version: 1
+relations:
+  occurs_in:
+    args: [[TAXON, STRAT]]
+    priority: 30
+    templates:
+      - id: occurs_in.from
+        pattern: '{TAXON} from the {STRAT}'
+  type_locality:
+    args: [[TAXON, STRAT]]
+    priority: 50
+    templates:
+      - id: type_locality.from
+        pattern: '{TAXON} (?:\\w+ )?from the {STRAT}'
+"""
+
+
+def test_conflicts_resolve_by_priority_and_are_counted(tmp_path, annotator):
+    spec = load_relations_spec(_write(tmp_path, "relations.yaml", CONFLICT), load_entity_types(ENTITIES))
+    lab = RelationLabeller(spec)
+    sents = _annotate(annotator, "Elrathia kingii from the Wheeler Formation.",
+                      "Elrathia kingii specimens from the Marjum Formation.")
+    ex = [e for s in sents for e in lab.label_sentence(s)]
+    assert [e.label for e in ex] == ["type_locality", "type_locality"]
+    assert sorted(ex[0].rules) == ["occurs_in.from", "type_locality.from"]  # every fired rule recorded
+    assert ex[1].rules == ["type_locality.from"]
+    assert lab.stats.conflicts == 1
+    report = annotation_report(ex, ex, spec)
+    assert report["conflicts"] == 1
+    assert report["rules"]["occurs_in.from"]["conflicts_with"] == {"type_locality.from": 1}
+    assert report["rules"]["occurs_in.from"]["labelled"] == 0
+    assert report["rules"]["type_locality.from"]["labelled"] == 2
+
+
+def _made_examples(n_pos: int, n_neg: int) -> list[Example]:
+    from stages.records import Span
+    out = []
+    for i in range(n_pos + n_neg):
+        text = f"Xus yus {i} from the Zed Formation."
+        out.append(Example(id=f"doc{i % 3}:{i}:0-7:21-34", doc_id=f"doc{i % 3}", sent_id=i, text=text,
+                           subj=Span(0, 7, "TAXON", "Xus yus"), obj=Span(21, 34, "STRAT", text[21:34]),
+                           label="occurs_in" if i < n_pos else NO_RELATION))
+    return out
+
+
+def test_negative_sampling_is_reproducible_and_order_free():
+    exs = _made_examples(10, 200)
+    kept = sample_negatives(exs, 2.0, seed=13)
+    assert sum(e.label != NO_RELATION for e in kept) == 10
+    assert sum(e.label == NO_RELATION for e in kept) == 20
+    shuffled = exs[:]
+    random.Random(4).shuffle(shuffled)
+    assert {e.id for e in sample_negatives(shuffled, 2.0, seed=13)} == {e.id for e in kept}
+    assert {e.id for e in sample_negatives(exs, 2.0, seed=14)} != {e.id for e in kept}
+    assert len(sample_negatives(exs, 0.0, seed=13)) == 10
+    assert len(sample_negatives(exs, 100.0, seed=13)) == 210  # capped by what exists
+
+
+def test_annotation_report_on_real_sentences(annotator, spec, sample_papers):
+    sents = pdf_sentences(next(sample_papers.glob("claybourn2019*.pdf")))[:300]
+    annotated = annotator.annotate(sents, skip_sections=["references"])
+    all_ex = label_sentences(annotated, spec)
+    kept = sample_negatives(all_ex, 2.0, 13)
+    mentions = {}
+    for a in annotated:
+        for m in a.mentions:
+            mentions[m.type] = mentions.get(m.type, 0) + 1
+    report = annotation_report(all_ex, kept, spec, mentions)
+    assert report["candidates"] == len(all_ex)
+    assert sum(report["examples_per_class"].values()) == len(kept)
+    assert report["mentions_per_type"] == dict(sorted(mentions.items()))
+    fired = {r for e in all_ex for r in e.rules}
+    assert fired and set(report["rules_never_fired"]).isdisjoint(fired)
+    for rid in fired:
+        st = report["rules"][rid]
+        assert st["coverage"] == sum(rid in e.rules for e in all_ex)
+        assert 1 <= len(st["examples"]) <= 3 and "[[" in st["examples"][0]["sentence"]
+    md = report_markdown(report)
+    assert "## Examples per class" in md and all(f"`{r}`" in md for r in fired)
+    json.dumps(report)  # serialisable
+
+
+def test_domain_switch_biomedical_patterns_no_code_change(tmp_path):
+    (tmp_path / "genes.tsv").write_text("symbol\nEGFR\nBRAF\nKRAS\n", encoding="utf-8")
+    ents = _write(tmp_path, "entities.yaml", """
+version: 1
+types: {GENE: {}, DRUG: {}}
+patterns:
+  - id: drug.suffix
+    type: DRUG
+    regex: '\\b[A-Z]?[a-z]+(?:tinib|rafenib|mab)\\b'
+gazetteers:
+  - id: genes
+    type: GENE
+    file: genes.tsv
+    column: symbol
+    case: exact
+    min_length: 3
+""")
+    rels = _write(tmp_path, "relations.yaml", """
+version: 1
+relations:
+  inhibits:
+    args: [[DRUG, GENE]]
+    templates:
+      - id: inhibits.verb
+        pattern: '{DRUG} (?:selectively |potently )?inhibits (?:mutant )?{GENE}'
+""")
+    ann = EntityAnnotator(load_entity_spec(ents, base_dir=tmp_path))
+    spec = load_relations_spec(rels, load_entity_types(ents))
+    sents = _annotate(ann, "Gefitinib selectively inhibits EGFR in lung cancer cells.",
+                      "Vemurafenib was compared with KRAS status.")
+    ex = _labels(label_sentences(sents, spec))
+    assert ex[("Gefitinib", "EGFR")].label == "inhibits"
+    assert ex[("Vemurafenib", "KRAS")].label == NO_RELATION
+
+
+# --- flows --------------------------------------------------------------------------
+
+
+def _params(tmp: Path) -> Path:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = {"run": {**raw["run"], "task_runner": "threads", "cache_dir": str(tmp / "cache")},
+              "entities": {**raw["entities"], "patterns": str(ENTITIES)},
+              "relations": {**raw["relations"], "patterns": str(tmp / "relations.yaml"), "entity_patterns": str(ENTITIES)}}
+    p = tmp / "params.yaml"
+    p.write_text(yaml.safe_dump(params))
+    return p
+
+
+def test_flows_cache_per_paper_and_annotate_a_new_paper_alone(tmp_path, monkeypatch, prefect_server, sample_papers):
+    from flows.entities import run_entities
+    from flows.relations import run_relations
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "gazetteers").symlink_to(ROOT / "data" / "gazetteers")  # pattern files name them
+    shutil.copy(RELATIONS, tmp_path / "relations.yaml")
+    params = str(_params(tmp_path))
+    papers = [next(sample_papers.glob(f"{s}*.pdf")) for s in ("babcock2007", "claybourn2019", "peng2009")]
+    mined = tmp_path / "data" / "mined"
+    for pdf in papers[:2]:
+        write_jsonl(mined / f"{pdf.stem}.jsonl", pdf_sentences(pdf)[:150])
+
+    first = run_entities(params)
+    assert (first["annotated"], first["cached"]) == (2, 0) and first["mentions_per_type"]["STRAT"] > 0
+    rel1 = run_relations(params)
+    assert rel1["papers"]["labelled"] == 2 and rel1["examples"] > 0
+    assert Path("reports/annotation.md").read_text().startswith("# Annotation report")
+
+    second = run_entities(params)
+    assert (second["annotated"], second["cached"]) == (0, 2)
+    assert second["mentions_per_type"] == first["mentions_per_type"]
+    out = sorted(Path("data/entities").glob("*.jsonl"))
+    assert [p.stem for p in out] == sorted(p.stem for p in papers[:2])
+
+    # a new paper is annotated alone
+    write_jsonl(mined / f"{papers[2].stem}.jsonl", pdf_sentences(papers[2])[:150])
+    third = run_entities(params)
+    assert (third["annotated"], third["cached"]) == (1, 2)
+
+    # an edit of relations.yaml relabels, entity outputs untouched; a removed paper vanishes
+    before = {p.name: p.read_text() for p in Path("data/entities").glob("*.jsonl")}
+    (tmp_path / "relations.yaml").write_text(RELATIONS.read_text().replace("priority: 35", "priority: 36"))
+    (mined / f"{papers[0].stem}.jsonl").unlink()
+    rel2 = run_relations(params)
+    assert rel2["papers"]["labelled"] == 3 and rel2["papers"]["cached"] == 0
+    assert {p.name: p.read_text() for p in Path("data/entities").glob("*.jsonl")} == before
+    rel3 = run_relations(params)
+    assert rel3["papers"]["cached"] == 3
+    assert [read_records(p, Example)[0].origin for p in Path("data/relations").glob("*.jsonl") if p.stat().st_size]
+    run_entities(params)
+    assert not (Path("data/entities") / f"{papers[0].stem}.jsonl").exists()

@@ -1,0 +1,119 @@
+"""Losses (focal, class weights), length-grouped batches, params validation, and the
+imbalance options and full fine-tuning on a tiny local BERT."""
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stages import model as M
+from stages.params import ParamsError, parse_params
+from stages.train import (TrainParams, balanced_class_weights, classification_loss, positive_macro_f1,
+                          train_model)
+from test_model import made_examples, make_tiny_bert
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def test_focal_loss_matches_hand_computation():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
+    labels = torch.tensor([0, 2])
+    p0 = math.exp(2) / (math.exp(2) + 2)
+    p1 = 1 / (1 + math.exp(0.5) + 1)
+    ce = [-math.log(p0), -math.log(p1)]
+    # gamma 0 is plain cross-entropy
+    assert classification_loss(logits, labels) == pytest.approx(sum(ce) / 2, rel=1e-5)
+    got = classification_loss(logits, labels, focal_gamma=2.0).item()
+    want = ((1 - p0) ** 2 * ce[0] + (1 - p1) ** 2 * ce[1]) / 2
+    assert got == pytest.approx(want, rel=1e-5)
+    # the confident, correct example is down-weighted much more than the wrong one
+    assert (1 - p0) ** 2 < (1 - p1) ** 2
+
+
+def test_class_weights_balance_the_classes():
+    y = [0] * 6 + [1] * 2 + [2]
+    w = balanced_class_weights(y, 4)
+    assert w.tolist() == pytest.approx([9 / 18, 9 / 6, 9 / 3, 1.0])
+    logits = torch.randn(9, 4, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor(y)
+    per = F.cross_entropy(logits, labels, reduction="none")
+    want = (per * w[labels]).sum() / w[labels].sum()
+    assert classification_loss(logits, labels, weights=w).item() == pytest.approx(want.item(), rel=1e-5)
+    # each class contributes the same total weight
+    totals = [w[c].item() * y.count(c) for c in range(3)]
+    assert max(totals) == pytest.approx(min(totals))
+
+
+def test_label_smoothing_is_applied():
+    logits = torch.tensor([[4.0, 0.0]])
+    labels = torch.tensor([0])
+    assert classification_loss(logits, labels, label_smoothing=0.2) > classification_loss(logits, labels)
+
+
+def test_length_grouped_batches_cover_all_and_cut_padding():
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 120) for _ in range(1000)]
+    batches = M.length_grouped_batches(lengths, 16, random.Random(1))
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(1000))
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    order = list(range(1000))
+    random.Random(1).shuffle(order)
+    naive = sum(max(lengths[i] for i in order[s:s + 16]) * len(order[s:s + 16]) for s in range(0, 1000, 16))
+    assert padded < 0.8 * naive
+
+
+def test_positive_macro_f1_leaves_out_no_relation():
+    gold = ["a", "a", "b", "NO_RELATION", "NO_RELATION"]
+    pred = ["a", "b", "b", "NO_RELATION", "a"]
+    # a: P 1/2 R 1/2 F 0.5; b: P 1/2 R 1 F 2/3
+    assert positive_macro_f1(gold, pred) == pytest.approx((0.5 + 2 / 3) / 2)
+
+
+def test_params_are_validated():
+    with pytest.raises(ParamsError, match="train.lr_rate"):
+        parse_params(TrainParams, {"lr_rate": 0.1}, "train")
+    with pytest.raises(ParamsError, match="imbalance"):
+        parse_params(TrainParams, {"imbalance": "smote"}, "train")
+    with pytest.raises(ParamsError, match="max_length"):
+        parse_params(TrainParams, {"max_length": 4}, "train")
+
+
+@pytest.mark.parametrize("imbalance,lora", [("resample", False), ("focal", True)])
+def test_imbalance_options_and_full_finetune_train(tiny_bert, tmp_path, imbalance, lora):
+    train = made_examples(repeat=3)
+    p = TrainParams(model=str(tiny_bert), out_dir=str(tmp_path / "m"), epochs=4, batch_size=8,
+                    lr=5e-3 if lora else 1e-3, lora=lora, lora_r=4, lora_alpha=8,
+                    lora_target_modules=["query", "value"], imbalance=imbalance, warmup_ratio=0.0,
+                    patience=10, log_every=1, device="cpu", max_train_examples=20)
+    logged = []
+    r = train_model(p, train, made_examples(), log_fn=lambda s, m: logged.append(m))
+    assert r.train_samples == 4 * 20 and r.epochs_run == 4
+    losses = [m["train/loss"] for m in logged if "train/loss" in m]
+    assert sum(losses[-3:]) < sum(losses[:3])
+    saved = sorted(x.name for x in (tmp_path / "m").iterdir())
+    if lora:
+        assert "adapter_model.safetensors" in saved and "encoder" not in saved
+        assert r.trainable_params < r.total_params / 2
+    else:
+        assert "encoder" in saved and "head.safetensors" in saved
+        assert r.trainable_params == r.total_params
+    clf = M.load_model(tmp_path / "m", device="cpu", dtype="float32")
+    probs = clf.predict_proba(made_examples())
+    assert probs.shape == (8, len(r.labels)) and torch.allclose(probs.sum(-1), torch.ones(8))
+
+
+def test_early_stopping_on_flat_dev_f1(tiny_bert, tmp_path):
+    """A learning rate too small to change any prediction: dev F1 stays flat, training stops
+    after ``patience`` epochs without gain and the first (best) epoch is kept."""
+    p = TrainParams(model=str(tiny_bert), out_dir=str(tmp_path / "m"), epochs=6, patience=2, lr=1e-12,
+                    batch_size=8, lora_target_modules=["query"], device="cpu", warmup_ratio=0.0)
+    r = train_model(p, made_examples(repeat=2), made_examples())
+    assert r.epochs_run == 3 and r.best_epoch == 1
+    assert len({h["dev_macro_f1"] for h in r.history}) == 1
