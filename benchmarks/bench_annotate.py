@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import bench_path  # noqa: E402
 from stages.entities import EntityAnnotator  # noqa: E402
 from stages.patterns import load_entity_spec, load_relations_spec  # noqa: E402
 from stages.records import Sentence, atomic_write_json, read_records  # noqa: E402
@@ -135,7 +136,7 @@ def run(quick: bool = False) -> dict:
             "machine": _machine(),
             "quick": quick,
         }
-        atomic_write_json(ROOT / "reports" / "bench" / "annotate.json", result)
+        atomic_write_json(bench_path("annotate"), result)
         return result
     finally:
         os.chdir(cwd)

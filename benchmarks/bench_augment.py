@@ -22,11 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import bench_path, machine  # noqa: E402
 from stages.augment import AugmentParams, Backend, BackendMissing, TranslationCache, augment_examples, protect  # noqa: E402
 from stages.records import NO_RELATION, Example, Span, atomic_write_json  # noqa: E402
 
-OUT = ROOT / "reports" / "bench" / "augment.json"
+
 TAXA = ["Olenellus", "Elrathia kingii", "Paradoxides", "Ptychagnostus atavus", "Redlichia", "Peronopsis"]
 STRAT = ["Pioche Formation", "Wheeler Shale", "Marjum Formation", "Burgess Shale", "Weeks Formation",
          "Spence Shale Member", "Langston Formation", "Swasey Limestone"]
@@ -139,7 +139,7 @@ def run(quick: bool = False) -> dict:
     result["apertium_goal_met"] = bool(ap.get("round_trips_per_s_median", 0) >= 100)
     result["cache_goal_met"] = bool(result["cache"].get("speedup_ratio", 1.0) <= 0.1)
     result = {"machine": machine(), **result}
-    atomic_write_json(OUT, result)
+    atomic_write_json(bench_path("augment"), result)
     return result
 
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import bench_path, machine  # noqa: E402
 from stages.records import atomic_write_json  # noqa: E402
 
 
@@ -162,7 +162,7 @@ def bench_incremental(files: list[Path], workers: int) -> dict[str, Any]:
     }
 
 
-def run(papers_dir: str | Path = ROOT / "data" / "papers", out: str | Path = ROOT / "reports" / "bench" / "mine.json",
+def run(papers_dir: str | Path = ROOT / "data" / "papers", out: str | Path | None = None,
         quick: bool = False, workers: int = 2) -> dict[str, Any]:
     files = sorted(str(p) for p in Path(papers_dir).glob("*.pdf"))
     if not files:
@@ -191,14 +191,14 @@ def run(papers_dir: str | Path = ROOT / "data" / "papers", out: str | Path = ROO
         "goals": {"relmine_pages_per_second": 100, "relmine_vs_pdfplumber": 20,
                   "incremental": "rerun_seconds <= 1.5 * alone_seconds + 3"},
     }
-    atomic_write_json(out, result)
+    atomic_write_json(out or bench_path("mine"), result)
     return result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--papers", default=str(ROOT / "data" / "papers"))
-    ap.add_argument("--out", default=str(ROOT / "reports" / "bench" / "mine.json"))
+    ap.add_argument("--out", default=None, help="default: reports/bench/mine.json")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="1 repetition on 2 papers (smoke test)")
     a = ap.parse_args()

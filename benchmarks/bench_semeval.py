@@ -39,9 +39,12 @@ SEMEVAL = ROOT.parent / "shared" / "gold" / "semeval2010_task8"
 FULL_TRAIN = 8000
 
 
-def run(train_size: int = 0, test_size: int = 0, epochs: int | None = None, dev_fraction: float = 0.1,
-        params_path: str = "params.yaml", overrides: dict | None = None, folder: Path = SEMEVAL,
-        name: str = "semeval") -> dict:
+def run(quick: bool = False, train_size: int = 0, test_size: int = 0, epochs: int | None = None,
+        dev_fraction: float = 0.1, params_path: str = "params.yaml", overrides: dict | None = None,
+        folder: Path = SEMEVAL, name: str = "semeval") -> dict:
+    """Train + score; quick: 800 train / 500 test sentences, one epoch (a smoke figure, minutes)."""
+    if quick:
+        train_size, test_size, epochs = train_size or 800, test_size or 500, epochs or 1
     t_wall = time.perf_counter()
     train_all, test = load_semeval(folder)
     raw = dict(load_section("train", ROOT / params_path))
@@ -101,12 +104,15 @@ def run(train_size: int = 0, test_size: int = 0, epochs: int | None = None, dev_
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="800 train / 500 test sentences, one epoch")
     ap.add_argument("--train-size", type=int, default=0, help="train sentences (0: all 7200 after the dev hold-out)")
     ap.add_argument("--test-size", type=int, default=0, help="test sentences (0: all 2717)")
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     ap.add_argument("--dev-fraction", type=float, default=0.1)
     ap.add_argument("--full-finetune", action="store_true", help="train.lora = false")
     ap.add_argument("--lr", type=float, default=None, help="override train.lr")
+    ap.add_argument("--imbalance", default=None, choices=["none", "class_weights", "focal", "resample"],
+                    help="override train.imbalance (SemEval's Other is a real class: none may score higher)")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--data", default=str(SEMEVAL), help="the SemEval-2010 Task 8 folder")
     a = ap.parse_args()
@@ -116,7 +122,9 @@ def main() -> None:
         over["lora"] = False
     if a.lr is not None:
         over["lr"] = a.lr
-    fig = run(a.train_size, a.test_size, a.epochs, a.dev_fraction, a.params, over, Path(a.data))
+    if a.imbalance is not None:
+        over["imbalance"] = a.imbalance
+    fig = run(a.quick, a.train_size, a.test_size, a.epochs, a.dev_fraction, a.params, over, Path(a.data))
     print(f"official macro-F1 {fig['official_macro_f1']:.2f} on {fig['n_test']} test sentences; "
           f"{fig['wall_seconds']:.0f} s (full run extrapolated: {fig['extrapolated_full_wall_seconds']:.0f} s); "
           f"{fig['train_samples_per_s']:.1f} train samples/s, {fig['infer_pairs_per_s']:.0f} pairs/s")

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import logging
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +25,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import rate, repeat, write  # noqa: E402
+from flows.common import load_section  # noqa: E402
+from stages.params import parse_params  # noqa: E402
 from stages import model as M  # noqa: E402
 from stages.records import Example, read_records  # noqa: E402
 from stages.train import TrainParams, train_model  # noqa: E402
@@ -79,7 +82,13 @@ def hf_trainer_samples_per_s(p: TrainParams, examples: list[Example], tmp: Path)
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=DataCollatorWithPadding(tok))
     out = trainer.train()
     return {"samples_per_s": round(len(rows) / out.metrics["train_runtime"], 2),
-            "train_seconds": round(out.metrics["train_runtime"], 1)}
+            "train_seconds": round(out.metrics["train_runtime"], 1), "threads": torch_threads()}
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _cuda() -> bool:
@@ -101,16 +110,28 @@ def run(quick: bool = False) -> dict:
     M.set_threads()
     import torch
 
-    n_train = 320 if quick else 1600
+    n_train = 256 if quick else 1600
+    rounds = 2 if quick else 3
     n_infer = 512 if quick else 2000
-    p = TrainParams(epochs=1, log_every=10_000, device="cpu")
+    # the train recipe of params.yaml (one epoch, CPU), so the figure is the pipeline's
+    raw = dict(load_section("train", ROOT / "params.yaml"))
+    raw.update(epochs=1, log_every=10_000, device="cpu", max_train_examples=0)
+    p = parse_params(TrainParams, raw, "train")
     data, source = load_data(n_train + n_infer, p.seed)
     train, infer = data[:n_train], data[n_train:]
     with tempfile.TemporaryDirectory() as tmp:
         tmp_p = Path(tmp)
-        # Trainer first, relmine second: whatever warms caches helps the reference, not us
-        hf = hf_trainer_samples_per_s(p, train, tmp_p)
-        ours = train_model(dataclasses.replace(p, out_dir=str(tmp_p / "model")), train, [])
+        # alternate Trainer / relmine (Trainer first) so a neighbour's load on the shared cores
+        # hits both alike; the figure is the median over the rounds
+        hf_runs, our_runs = [], []
+        for r in range(rounds):
+            hf_runs.append(hf_trainer_samples_per_s(p, train, tmp_p))
+            ours = train_model(dataclasses.replace(p, out_dir=str(tmp_p / "model")), train, [])
+            our_runs.append(ours.samples_per_s)
+            M.set_threads()
+        hf = {"samples_per_s": statistics.median(h["samples_per_s"] for h in hf_runs),
+              "runs": [h["samples_per_s"] for h in hf_runs], "threads": hf_runs[-1]["threads"]}
+        ours_sps = statistics.median(our_runs)
         model = M.load_model(tmp_p / "model", device="cpu")
         model.predict_proba(infer[:64])  # warm-up
         infer_t = rate(len(infer), repeat(lambda: model.predict_proba(infer, 64), 1 if quick else 3))
@@ -120,13 +141,16 @@ def run(quick: bool = False) -> dict:
     figures = {
         "data": source, "n_train": n_train, "n_infer": n_infer, "quick": quick,
         "threads": torch.get_num_threads(), "model": p.model,
-        "train_samples_per_s": round(ours.samples_per_s, 2),
-        "hf_trainer_samples_per_s": hf["samples_per_s"],
-        "speed_ratio_vs_trainer": round(ours.samples_per_s / hf["samples_per_s"], 3),
+        "train_samples_per_s": round(ours_sps, 2),
+        "train_samples_per_s_runs": [round(x, 2) for x in our_runs],
+        "hf_trainer_samples_per_s": round(hf["samples_per_s"], 2),
+        "hf_trainer_samples_per_s_runs": hf["runs"],
+        "hf_trainer_threads": hf["threads"],
+        "speed_ratio_vs_trainer": round(ours_sps / hf["samples_per_s"], 3),
         "infer_pairs_per_s": round(infer_t["per_s"], 1),
         "infer_dtype": str(model.autocast or torch.float32).replace("torch.", ""),
         "infer_pairs_per_s_float32": round(infer_fp32["per_s"], 1),
-        "goals": {"train_no_slower_than_trainer": ours.samples_per_s >= hf["samples_per_s"],
+        "goals": {"train_no_slower_than_trainer": ours_sps >= hf["samples_per_s"],
                   "infer_at_least_200_pairs_per_s": infer_t["per_s"] >= 200},
         "params": {k: v for k, v in dataclasses.asdict(p).items()
                    if k in ("lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "batch_size",

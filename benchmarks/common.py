@@ -11,7 +11,9 @@ from typing import Any, Callable
 
 from stages.records import atomic_write_json
 
-BENCH_DIR = Path("reports/bench")
+ROOT = Path(__file__).resolve().parents[1]
+# RELMINE_BENCH_DIR lets the smoke test write somewhere else than the real figures
+BENCH_DIR = Path(os.environ.get("RELMINE_BENCH_DIR", ROOT / "reports" / "bench"))
 
 
 def machine() -> dict[str, Any]:
@@ -51,7 +53,11 @@ def rate(count: float, timing: dict[str, float]) -> dict[str, float]:
     }
 
 
+def bench_path(name: str) -> Path:
+    return BENCH_DIR / f"{name}.json"
+
+
 def write(name: str, figures: dict[str, Any]) -> Path:
-    path = BENCH_DIR / f"{name}.json"
+    path = bench_path(name)
     atomic_write_json(path, {"machine": machine(), **figures})
     return path

@@ -75,7 +75,16 @@ def cli_args(description: str, extra: list[tuple[list[str], dict[str, Any]]] | N
 
 def run_main(fn, *args, **kwargs) -> None:
     """Run a flow entry point; turn our validation errors into a one-line message and exit 2."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Prefect has configured logging by now, so basicConfig would do nothing: give our own
+    # loggers (stages.*, relmine.*) a console handler, so progress lines show up.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
+    for name in ("stages", "relmine", "flows"):
+        lg = logging.getLogger(name)
+        if not lg.handlers:
+            lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
     try:
         fn(*args, **kwargs)
     except (ParamsError, InputError) as exc:

@@ -10,6 +10,7 @@ them from a CDN), with images inlined as data URIs: one file that renders withou
 Imports only the standard library (DVC runs as a subprocess), so ``flows.ingest`` and the
 Makefile can use it cheaply.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,8 @@ VENDOR_SCRIPTS = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")  # loa
 VENDOR_VERSIONS = {"vega": "5.33.1", "vega-lite": "5.23.0", "vega-embed": "6.29.0"}
 
 # Matches any <script ... src="http(s)://..."> that could still slip in (a later DVC version).
-REMOTE_SCRIPT = re.compile(r"<script\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//[^>]*>\s*</script>", re.I)
-IMG_SRC = re.compile(r"(<img\b[^>]*\bsrc=\")([^\"]+)(\")", re.I)
+REMOTE_SCRIPT = re.compile(r"<script\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//[^>]*>\s*</script>", re.IGNORECASE)
+IMG_SRC = re.compile(r"(<img\b[^>]*\bsrc=\")([^\"]+)(\")", re.IGNORECASE)
 
 
 class DiffError(RuntimeError):
@@ -63,7 +64,9 @@ def revision_exists(rev: str, repo: str | Path = ".") -> bool:
 def _dvc_table(args: list[str], repo: Path) -> str:
     proc = _run(dvc_cmd() + args, repo)
     if proc.returncode != 0:
-        raise DiffError(f"`dvc {' '.join(args)}` failed in {repo}:\n{(proc.stderr or proc.stdout).strip()[-2000:]}")
+        raise DiffError(
+            f"`dvc {' '.join(args)}` failed in {repo}:\n{(proc.stderr or proc.stdout).strip()[-2000:]}"
+        )
     return proc.stdout.strip()
 
 
@@ -76,13 +79,27 @@ def metrics_markdown(base: str = "HEAD~1", repo: str | Path = ".", title: str | 
     repo = Path(repo)
     lines = [f"# {title or f'Metrics and params: {base} vs workspace'}", ""]
     if not revision_exists(base, repo):
-        lines += [f"Revision `{base}` not found (no earlier commit?): nothing to compare against.", "",
-                  "## Metrics (workspace)", "", _dvc_table(["metrics", "show", "--md"], repo) or "_no metrics_", ""]
+        lines += [
+            f"Revision `{base}` not found (no earlier commit?): nothing to compare against.",
+            "",
+            "## Metrics (workspace)",
+            "",
+            _dvc_table(["metrics", "show", "--md"], repo) or "_no metrics_",
+            "",
+        ]
         return "\n".join(lines) + "\n"
     metrics = _dvc_table(["metrics", "diff", "--md", base], repo)
     params = _dvc_table(["params", "diff", "--md", base], repo)
-    lines += ["## Metrics", "", metrics or "_no metric changed_", "",
-              "## Params", "", params or "_no param changed_", ""]
+    lines += [
+        "## Metrics",
+        "",
+        metrics or "_no metric changed_",
+        "",
+        "## Params",
+        "",
+        params or "_no param changed_",
+        "",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -99,7 +116,7 @@ def offline_template() -> str:
         scripts.append(f"<script>/* {name}, see flows/vendor/README.md */\n{js}\n</script>")
     versions = ", ".join(f"{k} {v}" for k, v in VENDOR_VERSIONS.items())
     return (
-        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>relmine: dvc plots diff</title>\n"
+        '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n<title>relmine: dvc plots diff</title>\n'
         + "\n".join(scripts)
         + "\n<style>body{font-family:sans-serif} table{border-spacing:15px}</style>\n</head>\n<body>\n"
         + f"<!-- offline page: {versions} inlined -->\n{{plot_divs}}\n</body>\n</html>\n"
@@ -111,7 +128,7 @@ def _inline_images(html: str, html_dir: Path) -> str:
 
     def repl(m: re.Match) -> str:
         src = m.group(2)
-        if src.startswith("data:") or re.match(r"^[a-z]+://", src, re.I):
+        if src.startswith("data:") or re.match(r"^[a-z]+://", src, re.IGNORECASE):
             return m.group(0)
         path = (html_dir / src).resolve()
         if not path.is_file():
@@ -123,7 +140,9 @@ def _inline_images(html: str, html_dir: Path) -> str:
     return IMG_SRC.sub(repl, html)
 
 
-def plots_html(base: str = "HEAD~1", repo: str | Path = ".", out: str | Path = "reports/diff/plots.html") -> Path:
+def plots_html(
+    base: str = "HEAD~1", repo: str | Path = ".", out: str | Path = "reports/diff/plots.html"
+) -> Path:
     """Write the offline ``dvc plots diff`` page comparing ``base`` with the workspace."""
     repo = Path(repo)
     out = repo / out if not Path(out).is_absolute() else Path(out)
@@ -132,10 +151,14 @@ def plots_html(base: str = "HEAD~1", repo: str | Path = ".", out: str | Path = "
         tmpl = Path(tmp) / "template.html"
         tmpl.write_text(offline_template(), encoding="utf-8")
         out_dir = Path(tmp) / "out"
-        proc = _run(dvc_cmd() + ["plots", "diff", *revs, "--html-template", str(tmpl), "-o", str(out_dir)], repo)
+        proc = _run(
+            dvc_cmd() + ["plots", "diff", *revs, "--html-template", str(tmpl), "-o", str(out_dir)], repo
+        )
         index = out_dir / "index.html"
         if proc.returncode != 0 or not index.exists():
-            raise DiffError(f"`dvc plots diff` failed in {repo}:\n{(proc.stderr or proc.stdout).strip()[-2000:]}")
+            raise DiffError(
+                f"`dvc plots diff` failed in {repo}:\n{(proc.stderr or proc.stdout).strip()[-2000:]}"
+            )
         html = index.read_text(encoding="utf-8")
         head, sep, body = html.partition("<body>")  # images live in the body, not in the inlined libraries
         html = head + sep + _inline_images(body, out_dir) if sep else _inline_images(html, out_dir)
@@ -145,8 +168,9 @@ def plots_html(base: str = "HEAD~1", repo: str | Path = ".", out: str | Path = "
     return out
 
 
-def write_diff_report(base: str = "HEAD~1", repo: str | Path = ".", out_dir: str | Path = "reports/diff",
-                      plots: bool = True) -> DiffReport:
+def write_diff_report(
+    base: str = "HEAD~1", repo: str | Path = ".", out_dir: str | Path = "reports/diff", plots: bool = True
+) -> DiffReport:
     repo = Path(repo)
     out_dir = Path(out_dir) if Path(out_dir).is_absolute() else repo / out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -160,8 +184,12 @@ def write_diff_report(base: str = "HEAD~1", repo: str | Path = ".", out_dir: str
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="metrics/params/plots diff of the workspace against a git revision")
-    parser.add_argument("--base", default=os.environ.get("BASE", "HEAD~1"), help="git revision (default HEAD~1)")
+    parser = argparse.ArgumentParser(
+        description="metrics/params/plots diff of the workspace against a git revision"
+    )
+    parser.add_argument(
+        "--base", default=os.environ.get("BASE", "HEAD~1"), help="git revision (default HEAD~1)"
+    )
     parser.add_argument("--out", default="reports/diff", help="output folder (default reports/diff)")
     parser.add_argument("--repo", default=".", help="project root (default: current folder)")
     parser.add_argument("--no-plots", action="store_true", help="only the markdown report")

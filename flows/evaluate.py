@@ -19,6 +19,24 @@ from stages.records import atomic_write_json
 log = logging.getLogger("relmine.evaluate")
 
 
+def make_decider(model: Any, params: Any):
+    """The decision `extract` makes (calibrated thresholds, type constraints), or None for argmax
+    when calibration is off or the calibrate stage has not run."""
+    from stages.calibrate import find_calibration, load_calibration
+
+    path = find_calibration(params.model_dir) if params.calibrated else None
+    if path is None:
+        if params.calibrated:
+            log.warning("%s: no calibration found; scoring the plain argmax (dvc repro calibrate)", params.model_dir)
+        return None
+    from flows.calibrate import schema_args
+    from stages.extract import classify
+
+    cal = load_calibration(path)
+    allowed = schema_args(params.relation_patterns, params.entity_patterns)
+    return lambda examples: classify(model, examples, cal, allowed, batch_size=params.batch_size)
+
+
 @task(name="evaluate-model")
 def evaluate_task(params: Any) -> dict:
     from stages.evaluate import score, predict, write_reports
@@ -30,14 +48,15 @@ def evaluate_task(params: Any) -> dict:
     model = load_model(model_dir, dtype=params.dtype)
     test = read_examples(params.test, "split")
     reports = Path(params.reports_dir)
-    metrics = write_reports(reports, model, test, params)
+    decide = make_decider(model, params)
+    metrics = write_reports(reports, model, test, params, decide)
     log.info("test: n=%d accuracy %.4f micro-F1 %.4f macro-F1 %.4f", metrics.get("n", 0),
              metrics.get("accuracy", 0), metrics.get("micro_f1", 0), metrics.get("macro_f1", 0))
 
     gold_files = sorted(Path(params.gold_dir).glob("*.jsonl")) if Path(params.gold_dir).is_dir() else []
     gold = [ex for f in gold_files for ex in read_examples(str(f), "gold import")]
     if gold:
-        predicted, _ = predict(model, gold, params.batch_size)
+        predicted, _ = decide(gold) if decide else predict(model, gold, params.batch_size)
         gold_metrics = score([e.label for e in gold], predicted, params.bootstrap, params.seed)
         gold_metrics["files"] = [str(f) for f in gold_files]
         log.info("gold: n=%d macro-F1 %.4f", len(gold), gold_metrics["macro_f1"])

@@ -13,28 +13,32 @@ base name survives, restricted to ``[A-Za-z0-9._-]``), then ``dvc add data/paper
 Nothing is lost: an inbox file moves to ``<inbox>/processed/`` only after its repro succeeded.
 Rejected files and the files of a failed run move to ``<inbox>/failed/`` with
 ``<name>.reason.txt``. A failed ``dvc add``/``dvc repro`` restores ``data/papers``,
-``data/papers.dvc``, ``dvc.lock`` and ``reports/`` as they were before the run.
+``data/papers.dvc``, ``dvc.lock`` and ``reports/`` as they were before the run (and
+``dvc checkout`` puts the stage outputs back). That snapshot is kept in
+``<inbox>/.ingest-snapshot/`` while a run works, so a run killed half-way is rolled back by the
+next one, whose papers, still in the inbox, are then tried again.
 
 Not a DVC stage (it drives DVC). Params: the ``ingest`` section of params.yaml.
 """
+
 from __future__ import annotations
 
 import argparse
 import collections
 import filecmp
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -52,6 +56,7 @@ EOF_MARKER = b"%%EOF"
 EOF_WINDOW = 4096  # %%EOF may be followed by whitespace or junk; look in the last 4 KiB
 SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_STEM = 120
+SNAPSHOT_DIR = ".ingest-snapshot"  # hidden: never taken for a paper
 
 
 @dataclass
@@ -108,7 +113,7 @@ def safe_name(name: str, taken: set[str] | None = None, digest: str = "") -> str
     A name already in ``taken`` gets the content hash appended (same name, other paper)."""
     base = re.split(r"[/\\]", name)[-1]  # drop any directory part, POSIX or Windows style
     base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
-    stem = re.sub(r"\.pdf$", "", base, flags=re.I)
+    stem = re.sub(r"\.pdf$", "", base, flags=re.IGNORECASE)
     stem = SAFE_CHARS.sub("_", stem).strip("._-")[:MAX_STEM].rstrip("._-") or "paper"
     out = f"{stem}.pdf"
     if taken is not None and out in taken:
@@ -130,8 +135,10 @@ def check_file(path: Path, max_bytes: int) -> str | None:
     if size == 0:
         return "empty file (0 bytes): the copy into the inbox may have failed; copy it again"
     if size > max_bytes:
-        return (f"{size / 1e6:.1f} MB is over the limit of {max_bytes / 1e6:.1f} MB: "
-                "raise ingest.max_size_mb in params.yaml or split the file")
+        return (
+            f"{size / 1e6:.1f} MB is over the limit of {max_bytes / 1e6:.1f} MB: "
+            "raise ingest.max_size_mb in params.yaml or split the file"
+        )
     with open(path, "rb") as fh:
         head = fh.read(len(PDF_MAGIC))
         fh.seek(max(0, size - EOF_WINDOW))
@@ -139,7 +146,9 @@ def check_file(path: Path, max_bytes: int) -> str | None:
     if head != PDF_MAGIC:
         return f"not a PDF (starts with {head!r}, expected {PDF_MAGIC!r}): only PDF papers can be ingested"
     if EOF_MARKER not in tail:
-        return "truncated PDF (no %%EOF marker at the end): the download or copy was cut short; fetch it again"
+        return (
+            "truncated PDF (no %%EOF marker at the end): the download or copy was cut short; fetch it again"
+        )
     return None
 
 
@@ -160,8 +169,11 @@ def inbox_files(inbox: Path, min_age_s: float) -> list[Path]:
             continue
         try:
             if now - p.lstat().st_mtime < min_age_s:
-                log.info("%s is %.1f s old (< ingest.min_age_s): left for the next run", p.name,
-                         now - p.lstat().st_mtime)
+                log.info(
+                    "%s is %.1f s old (< ingest.min_age_s): left for the next run",
+                    p.name,
+                    now - p.lstat().st_mtime,
+                )
                 continue
         except FileNotFoundError:
             continue
@@ -200,33 +212,65 @@ def reject(path: Path, inbox: Path, reason: str) -> Path:
 
 @dataclass
 class Snapshot:
-    """What a failed run must put back: the corpus pointer, the lock file and the reports."""
+    """What a failed run must put back: the corpus (the papers it added), its pointer file,
+    dvc.lock and the reports. Kept on disk in ``<inbox>/.ingest-snapshot/`` until the run ends,
+    so a run killed half-way (power cut, SIGKILL) is rolled back by the next one."""
 
-    root: Path
-    keep: Path  # temp folder holding the copies
-    texts: dict[Path, str | None]
+    keep: Path
+    texts: dict[str, str | None]  # absolute path -> content before the run (None: absent)
     reports: Path
     reports_existed: bool
+    papers: Path
+    added: list[str]  # corpus names this run copied in
+
+    MANIFEST = "manifest.json"
 
     @classmethod
-    def take(cls, root: Path, files: list[Path], reports: Path) -> "Snapshot":
-        keep = Path(tempfile.mkdtemp(prefix="relmine-ingest-"))
-        texts = {f: (f.read_text(encoding="utf-8") if f.exists() else None) for f in files}
+    def take(cls, keep: Path, files: list[Path], reports: Path, papers: Path, added: list[str]) -> Snapshot:
+        tmp = keep.with_name(keep.name + ".part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        texts = {str(f): (f.read_text(encoding="utf-8") if f.exists() else None) for f in files}
         existed = reports.is_dir()
         if existed:
-            shutil.copytree(reports, keep / "reports", symlinks=True)
-        return cls(root, keep, texts, reports, existed)
+            shutil.copytree(reports, tmp / "reports", symlinks=True)
+        snap = cls(keep, texts, reports, existed, papers, list(added))
+        atomic_write_text(
+            tmp / cls.MANIFEST,
+            json.dumps(
+                {
+                    "texts": texts,
+                    "reports": str(reports),
+                    "reports_existed": existed,
+                    "papers": str(papers),
+                    "added": snap.added,
+                }
+            ),
+        )
+        os.replace(tmp, keep)  # complete or absent: a half-taken snapshot is never restored
+        return snap
+
+    @classmethod
+    def load(cls, keep: Path) -> Snapshot | None:
+        try:
+            m = json.loads((keep / cls.MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return cls(keep, m["texts"], Path(m["reports"]), m["reports_existed"], Path(m["papers"]), m["added"])
 
     def restore(self) -> None:
+        for name in self.added:
+            (self.papers / name).unlink(missing_ok=True)
+            (self.papers / f".{name}.part").unlink(missing_ok=True)
         for path, text in self.texts.items():
             if text is None:
-                path.unlink(missing_ok=True)
+                Path(path).unlink(missing_ok=True)
             else:
                 atomic_write_text(path, text)
         saved = self.keep / "reports"
         if self.reports.is_dir():
             # drop what the failed run created, put back what it changed
-            for p in sorted(self.reports.rglob("*"), reverse=True):
+            for p in sorted(self.reports.rglob("*"), reverse=True):  # children before their folder
                 rel = p.relative_to(self.reports)
                 if not (saved / rel).exists() and not (saved / rel).is_symlink():
                     shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
@@ -257,8 +301,15 @@ def run_logged(cmd: list[str], cwd: Path, logger: Any, tail_lines: int = 40) -> 
     """Run ``cmd``, logging its output as it comes; return (exit code, last lines)."""
     logger.info("$ %s", " ".join(cmd))
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
-    proc = subprocess.Popen(cmd, cwd=cwd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace")
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip()
@@ -273,8 +324,24 @@ def dvc(*args: str) -> list[str]:
 
 
 def autostage(root: Path) -> bool:
-    proc = subprocess.run(dvc("config", "core.autostage"), cwd=root, capture_output=True, text=True, env=tool_env())
-    return proc.stdout.strip().lower() == "true"
+    """``core.autostage`` of the project (.dvc/config, overridden by .dvc/config.local); read
+    directly because a `dvc config` call costs a second or more."""
+    value = False
+    for name in ("config", "config.local"):
+        section = ""
+        try:
+            lines = (root / ".dvc" / name).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            line = line.strip()
+            if line.startswith("["):
+                section = line.strip("[]'\" ").lower()
+            elif section == "core" and "=" in line:
+                key, _, val = line.partition("=")
+                if key.strip() == "autostage":
+                    value = val.strip().lower() == "true"
+    return value
 
 
 # ---------------------------------------------------------------- lock
@@ -286,7 +353,7 @@ class InboxLock:
     def __init__(self, inbox: Path):
         self.path = inbox / ".ingest.lock"
 
-    def __enter__(self) -> "InboxLock":
+    def __enter__(self) -> InboxLock:
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -295,8 +362,10 @@ class InboxLock:
                 return self
             except FileExistsError:
                 if not self._stale():
-                    raise IngestError(f"{self.path}: another ingest run (pid {self._pid()}) is working on this inbox; "
-                                      "this run does nothing (delete the file if that process is gone)")
+                    raise IngestError(
+                        f"{self.path}: another ingest run (pid {self._pid()}) is working on this inbox; "
+                        "this run does nothing (delete the file if that process is gone)"
+                    )
                 self.path.unlink(missing_ok=True)
         raise IngestError(f"{self.path}: could not take the lock")
 
@@ -318,7 +387,7 @@ class InboxLock:
             return False
         return False
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.path.unlink(missing_ok=True)
 
 
@@ -336,9 +405,11 @@ def _logger() -> Any:
 
 # NO_CACHE: every step reads or changes files, an input-keyed cache would replay stale results
 @task(name="check-inbox", cache_policy=NO_CACHE)
-def check_inbox(inbox: str, papers_dir: str, max_size_mb: float, min_age_s: float,
-                shown_dir: str = "data/papers") -> tuple[list[Candidate], list[str]]:
-    """Reject bad inbox files (to failed/); return the good ones with their corpus names, and the rejected names."""
+def check_inbox(
+    inbox: str, papers_dir: str, max_size_mb: float, min_age_s: float, shown_dir: str = "data/papers"
+) -> tuple[list[Candidate], list[str]]:
+    """Reject bad inbox files (to failed/); return the good ones (with their corpus names) and the
+    names of the rejected ones."""
     logger = _logger()
     inbox_p, papers = Path(inbox), Path(papers_dir)
     known = corpus_digests(papers)
@@ -368,7 +439,7 @@ def check_inbox(inbox: str, papers_dir: str, max_size_mb: float, min_age_s: floa
 
 @task(name="add-and-repro", cache_policy=NO_CACHE)
 def add_and_repro(root: str, papers_dir: str, accepted: list[Candidate], targets: list[str]) -> str:
-    """Copy the accepted papers into the corpus, ``dvc add`` it, ``dvc repro``; raise IngestError on failure."""
+    """Copy the accepted papers into the corpus, ``dvc add`` it, ``dvc repro``; IngestError on failure."""
     logger = _logger()
     rootp, papers = Path(root), Path(root) / papers_dir
     papers.mkdir(parents=True, exist_ok=True)
@@ -383,8 +454,10 @@ def add_and_repro(root: str, papers_dir: str, accepted: list[Candidate], targets
         raise IngestError(f"`dvc add {papers_dir}` failed (exit {rc}):\n{out}")
     rc, out = run_logged(dvc("repro", *targets), rootp, logger)
     if rc != 0:
-        raise IngestError(f"`dvc repro {' '.join(targets)}` failed (exit {rc}); the corpus and reports were "
-                          f"restored. Fix the stage, then put the paper back in the inbox. Last output:\n{out}")
+        raise IngestError(
+            f"`dvc repro {' '.join(targets)}` failed (exit {rc}); the corpus and reports were "
+            f"restored. Fix the stage, then put the paper back in the inbox. Last output:\n{out}"
+        )
     return out
 
 
@@ -411,14 +484,18 @@ def publish(root: str, paths: list[str], message: str, commit: bool, push: bool)
         for cmd in (["git", "add", "-A", "--", *existing], ["git", "commit", "-q", "-m", message]):
             rc, out = run_logged(cmd, rootp, logger)
             if rc != 0:
-                raise IngestError(f"`{' '.join(cmd[:2])}` failed (exit {rc}); the papers are in the corpus and "
-                                  f"processed: commit by hand. Output:\n{out}")
+                raise IngestError(
+                    f"`{' '.join(cmd[:2])}` failed (exit {rc}); the papers are in the corpus and "
+                    f"processed: commit by hand. Output:\n{out}"
+                )
         done.append("commit")
     if push:
         rc, out = run_logged(dvc("push", "-q"), rootp, logger)
         if rc != 0:
-            raise IngestError(f"`dvc push` failed (exit {rc}); the run itself succeeded: run `dvc push` again "
-                              f"once the remote is reachable. Output:\n{out}")
+            raise IngestError(
+                f"`dvc push` failed (exit {rc}); the run itself succeeded: run `dvc push` again "
+                f"once the remote is reachable. Output:\n{out}"
+            )
         done.append("push")
     return done
 
@@ -432,8 +509,13 @@ def resolve_inbox(root: Path, inbox: str) -> Path:
 
 
 @flow(name="ingest")
-def ingest(inbox: str | None = None, repo: str = ".", params_path: str = PARAMS_FILE,
-           commit: bool | None = None, push: bool | None = None) -> dict[str, Any]:
+def ingest(
+    inbox: str | None = None,
+    repo: str = ".",
+    params_path: str = PARAMS_FILE,
+    commit: bool | None = None,
+    push: bool | None = None,
+) -> dict[str, Any]:
     """Take new PDFs from the inbox into the corpus and rerun the pipeline (see module doc)."""
     logger = _logger()
     root = Path(repo).resolve()
@@ -441,36 +523,59 @@ def ingest(inbox: str | None = None, repo: str = ".", params_path: str = PARAMS_
     p: IngestParams = load_params(IngestParams, "ingest", params_file)
     inbox_dir = resolve_inbox(root, inbox or p.inbox)
     if not inbox_dir.is_dir():
-        raise InputError(f"inbox {inbox_dir} not found: create it, or set ingest.inbox in {params_file} / pass --inbox")
+        raise InputError(
+            f"inbox {inbox_dir} not found: create it, or set ingest.inbox in {params_file} / pass --inbox"
+        )
     papers = root / p.papers_dir
-    summary: dict[str, Any] = {"inbox": str(inbox_dir), "accepted": [], "rejected": [], "stages": [], "published": []}
+    summary: dict[str, Any] = {
+        "inbox": str(inbox_dir),
+        "accepted": [],
+        "rejected": [],
+        "stages": [],
+        "published": [],
+    }
     with InboxLock(inbox_dir):
-        accepted, summary["rejected"] = check_inbox(str(inbox_dir), str(papers), p.max_size_mb, p.min_age_s,
-                                                   p.papers_dir)
+        recover(root, inbox_dir / SNAPSHOT_DIR, logger)
+        accepted, summary["rejected"] = check_inbox(
+            str(inbox_dir), str(papers), p.max_size_mb, p.min_age_s, p.papers_dir
+        )
         if not accepted:
             logger.info("no new paper in %s (%d rejected)", inbox_dir, len(summary["rejected"]))
             return summary
         pointer = papers.with_name(papers.name + ".dvc")
-        snap = Snapshot.take(root, [pointer, root / "dvc.lock"], root / p.reports_dir)
         restage = autostage(root)
+        snap = Snapshot.take(
+            inbox_dir / SNAPSHOT_DIR,
+            [pointer, root / "dvc.lock"],
+            root / p.reports_dir,
+            papers,
+            [c.name for c in accepted],
+        )
         try:
             out = add_and_repro(str(root), p.papers_dir, accepted, p.repro_targets)
-        except BaseException as exc:
-            _rollback(root, snap, papers, accepted, pointer, restage, logger)
-            reason = str(exc) if isinstance(exc, IngestError) else f"run interrupted: {exc!r}"
+        except IngestError as exc:  # the run failed: its papers go to failed/ with the reason
+            _rollback(root, snap, pointer, restage, logger)
             for c in accepted:
-                reject(c.path, inbox_dir, f"{c.path.name}: {reason}")
+                reject(c.path, inbox_dir, f"{c.path.name}: {exc}")
             raise
-        finally:
-            snap.discard()
+        except (
+            BaseException
+        ):  # interrupted (Ctrl-C, cancelled run) or a bug: the papers stay for the next run
+            _rollback(root, snap, pointer, restage, logger)
+            raise
+        snap.discard()
         summary["stages"] = re.findall(r"Running stage '([^']+)'", out)
         names = [c.name for c in accepted]
         summary["accepted"] = names
         summary["diff"] = write_diff(str(root), p.diff_report, p.diff_base, names)
         for c in accepted:  # the run succeeded: now, and only now, they leave the inbox
             move_to(c.path, inbox_dir / "processed")
-        logger.info("ingested %d paper(s): %s; stages run: %s", len(names), ", ".join(names),
-                    ", ".join(summary["stages"]) or "none")
+        logger.info(
+            "ingested %d paper(s): %s; stages run: %s",
+            len(names),
+            ", ".join(names),
+            ", ".join(summary["stages"]) or "none",
+        )
         do_commit = p.commit if commit is None else commit
         do_push = p.push if push is None else push
         if do_commit or do_push:
@@ -481,22 +586,44 @@ def ingest(inbox: str | None = None, repo: str = ".", params_path: str = PARAMS_
     return summary
 
 
-def _rollback(root: Path, snap: Snapshot, papers: Path, accepted: list[Candidate], pointer: Path,
-              restage: bool, logger: Any) -> None:
+def _rollback(root: Path, snap: Snapshot, pointer: Path, restage: bool, logger: Any) -> None:
     """Put the corpus, its pointer, dvc.lock and the reports back as they were before the run."""
-    for c in accepted:
-        (papers / c.name).unlink(missing_ok=True)
-        (papers / f".{c.name}.part").unlink(missing_ok=True)
     snap.restore()
-    if restage and snap.texts.get(pointer) is not None:  # dvc add staged the new pointer: stage the old one
+    if (
+        restage and snap.texts.get(str(pointer)) is not None
+    ):  # dvc add staged the new pointer: stage the old one
         subprocess.run(["git", "add", "--", str(pointer)], cwd=root, capture_output=True)
     # outputs of stages that did run back to what the restored dvc.lock says (from the DVC cache)
     rc, out = run_logged(dvc("checkout", "-q"), root, logger)
     if rc != 0:
-        logger.warning("dvc checkout after the failed run did not finish (exit %d); "
-                       "`dvc status` shows what differs:\n%s", rc, out)
-    logger.warning("run failed: restored %s, %s, dvc.lock and %s", papers.relative_to(root),
-                   pointer.relative_to(root), snap.reports.relative_to(root))
+        logger.warning(
+            "dvc checkout after the failed run did not finish (exit %d); "
+            "`dvc status` shows what differs:\n%s",
+            rc,
+            out,
+        )
+    snap.discard()
+    logger.warning(
+        "run failed: restored %s, %s, dvc.lock and %s",
+        snap.papers.relative_to(root),
+        pointer.relative_to(root),
+        snap.reports.relative_to(root),
+    )
+
+
+def recover(root: Path, keep: Path, logger: Any) -> None:
+    """Roll back a run that died without cleaning up (its snapshot is still there)."""
+    shutil.rmtree(keep.with_name(keep.name + ".part"), ignore_errors=True)
+    snap = Snapshot.load(keep)
+    if snap is None:
+        shutil.rmtree(keep, ignore_errors=True)
+        return
+    logger.warning(
+        "the previous ingest run stopped half-way: rolling back its changes; "
+        "its papers are still in the inbox and are tried again now"
+    )
+    papers = snap.papers
+    _rollback(root, snap, papers.with_name(papers.name + ".dvc"), autostage(root), logger)
 
 
 # ---------------------------------------------------------------- CLI
@@ -511,20 +638,28 @@ def _api_url_for_serving() -> str:
     url = recorded_server()
     if url:
         return url
-    raise InputError("no Prefect server answers: start one with `make server` (or `python -m flows.server start`) "
-                     "and/or export PREFECT_API_URL=http://HOST:PORT/api")
+    raise InputError(
+        "no Prefect server answers: start one with `make server` (or `python -m flows.server start`) "
+        "and/or export PREFECT_API_URL=http://HOST:PORT/api"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from flows.server import ensure_server, stop_pid
     from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.server import ensure_server, stop_pid
 
     url, started = ensure_server()  # reuse PREFECT_API_URL / the recorded server, else start one
     os.environ["PREFECT_API_URL"] = url  # for the dvc stages' flows
     try:
         with temporary_settings(updates={PREFECT_API_URL: url}):
-            summary = ingest(inbox=args.inbox, params_path=args.params, commit=args.commit, push=args.push)
-        print(summary)
+            try:
+                summary = ingest(inbox=args.inbox, params_path=args.params, commit=args.commit, push=args.push)
+            finally:
+                from prefect.logging.handlers import APILogWorker
+
+                APILogWorker.drain_all(timeout=10)  # send the run's logs while the server is still up
+        print(json.dumps(summary, indent=2))
     finally:
         if started:
             stop_pid(started)
@@ -541,27 +676,43 @@ def cmd_serve(args: argparse.Namespace) -> None:
     os.environ["PREFECT_API_URL"] = url
     # flow runs execute in subprocesses started from here: they must import flows.* and stages.*
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))
-    parameters = {k: v for k, v in {"inbox": args.inbox, "params_path": args.params,
-                                    "repo": str(Path.cwd())}.items() if v}
+    parameters = {
+        k: v
+        for k, v in {"inbox": args.inbox, "params_path": args.params, "repo": str(Path.cwd())}.items()
+        if v
+    }
     log.info("serving deployment ingest/%s (cron '%s') against %s", args.name or p.deployment, cron, url)
     with temporary_settings(updates={PREFECT_API_URL: url}):
-        ingest.serve(name=args.name or p.deployment, cron=cron, parameters=parameters, limit=1,
-                     description="New PDFs from the inbox -> corpus -> dvc repro -> reports/diff.md")
+        ingest.serve(
+            name=args.name or p.deployment,
+            cron=cron,
+            parameters=parameters,
+            limit=1,
+            description="New PDFs from the inbox -> corpus -> dvc repro -> reports/diff.md",
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--params", default=PARAMS_FILE, help="params file (default: params.yaml)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     run_p = sub.add_parser("run", help="ingest the inbox once")
     run_p.add_argument("--inbox", help="inbox folder (default: ingest.inbox)")
-    run_p.add_argument("--commit", action=argparse.BooleanOptionalAction, default=None, help="git commit the result")
-    run_p.add_argument("--push", action=argparse.BooleanOptionalAction, default=None, help="dvc push the result")
+    run_p.add_argument(
+        "--commit", action=argparse.BooleanOptionalAction, default=None, help="git commit the result"
+    )
+    run_p.add_argument(
+        "--push", action=argparse.BooleanOptionalAction, default=None, help="dvc push the result"
+    )
     serve_p = sub.add_parser("serve", help="serve the ingest deployment on a cron schedule")
     serve_p.add_argument("--cron", help="cron schedule (default: ingest.cron)")
     serve_p.add_argument("--name", help="deployment name (default: ingest.deployment)")
     serve_p.add_argument("--inbox", help="inbox folder (default: ingest.inbox)")
     args = parser.parse_args(argv)
+    if args.inbox:  # relative to where the command runs, like any path argument
+        args.inbox = str(Path(args.inbox).resolve())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cmd_run(args) if args.cmd == "run" else cmd_serve(args)

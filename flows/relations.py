@@ -43,7 +43,7 @@ class RelationsParams:
     patterns: str = "data/patterns/relations.yaml"
     entity_patterns: str = "data/patterns/entities.yaml"  # where the entity types are declared
     out_dir: str = "data/relations"
-    negative_ratio: float = 2.0
+    negative_ratio: float = 4.0
     seed: int = 13
     regex_timeout_s: float = 1.0
 

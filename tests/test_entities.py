@@ -156,3 +156,57 @@ def test_gold_scores_on_a_slice_of_bgs_geo_ner(annotator, gold_dir):
         assert sc["gold"] > 50
         assert sc["exact"]["f1"] >= 0.75, (label, sc)
         assert sc["partial"]["f1"] >= sc["exact"]["f1"]
+
+
+# --- document-level propagation, higher taxa, CHRONO ranges -------------------------
+
+
+def _mentions(a) -> set[tuple[str, str, str]]:
+    return {(m.text, m.type, m.source) for m in a.mentions}
+
+
+def test_genus_propagates_within_its_paper_only(annotator):
+    sents = [Sentence("a", 0, 1, "body", "Specimens identified as Davidonia rostrata from the Shackleton Limestone range in size."),
+             Sentence("a", 1, 1, "body", "The apex of Davidonia is strongly recurved."),
+             Sentence("a", 2, 9, "references", "Davidonia and the Cambrian molluscs. J. Paleontol."),
+             Sentence("b", 0, 1, "body", "The apex of Davidonia is strongly recurved.")]
+    out = annotator.annotate(sents, skip_sections=["references"])
+    assert ("Davidonia", "TAXON", "taxon.genus_in_paper") in _mentions(out[1])
+    assert out[2].mentions == []  # skipped sections stay empty
+    assert not any(m.text == "Davidonia" for m in out[3].mentions)  # paper b never names the binomial
+    assert _mentions(out[0]) >= {("Davidonia rostrata", "TAXON", "taxon.binomial")}  # no nested genus mention
+
+
+def test_propagation_skips_names_seen_in_other_types(annotator):
+    # "Stephenia" is the genus of a binomial but also part of a rock unit's name in the same paper
+    sents = [Sentence("a", 0, 1, "body", "Stephenia major is rare."),
+             Sentence("a", 1, 1, "body", "The Stephenia Formation is thick."),
+             Sentence("a", 2, 1, "body", "Stephenia is found above it.")]
+    out = annotator.annotate(sents)
+    assert not any(m.source == "taxon.genus_in_paper" for a in out for m in a.mentions)
+
+
+def test_genus_propagation_on_a_real_paper(annotator, sample_papers):
+    out = annotator.annotate(_paper_sentences(sample_papers, "claybourn2019"), skip_sections=["references"])
+    alone = {m.text for a in out for m in a.mentions if m.source == "taxon.genus_in_paper"}
+    assert {"Pelagiella", "Yochelcionella", "Davidonia"} <= alone
+    binomials = {m.text.split()[0] for a in out for m in a.mentions if m.source in ("taxon.binomial", "taxon.open_nomenclature")}
+    assert alone <= binomials  # only genera the paper itself names in full
+
+
+def test_higher_taxa_in_the_plural_only(annotator):
+    found = _found(annotator, "Observed stratigraphic distribution of agnostoid trilobites in the Huaqiao Formation.")
+    assert ("trilobites", "TAXON") in found and ("Huaqiao Formation", "STRAT") in found
+    found = _found(annotator, "The cosmopolitan agnostoid trilobite Ptychagnostus atavus marks the base.")
+    assert ("Ptychagnostus atavus", "TAXON") in found and not any(t == "trilobite" for t, _ in found)
+
+
+def test_cambrian_stage_ranges_are_one_chrono_mention(annotator):
+    found = _found(annotator, "Anuliconus magnificus from Kulpara Formation (Cambrian Stages 2–3) and Parara Limestone.")
+    assert ("Cambrian Stages 2–3", "CHRONO") in found
+
+
+def test_false_binomials_are_not_taxa(annotator):
+    for text in ("Previous studies have focused on trilobites.", "The Wheeler Formation includes shale.",
+                 "Protowenella specimens are small."):
+        assert not any(t.count(" ") == 1 and ty == "TAXON" for t, ty in _found(annotator, text)), text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import torch
 import yaml
 
 from stages.evaluate import EvalParams, bootstrap_intervals, load_metric, score, write_reports
-from stages.records import Example, Span, write_jsonl
+from stages.records import write_jsonl
 from test_model import made_examples, make_tiny_bert
 
 # a small confusion: 3 classes + NO_RELATION (N)

@@ -1,9 +1,11 @@
 """Ingest: checks on inbox files, safe names, nothing lost, restore after a failed repro (a fake
 one-stage pipeline in a temporary git+DVC repo), commit + push to a local DVC remote; and the
 end-to-end run of the served deployment on a real Prefect server with the real pipeline."""
+
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -15,16 +17,31 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.ingest import IngestError, InboxLock, check_file, ingest, inside, safe_name
+from flows.ingest import (
+    SNAPSHOT_DIR,
+    InboxLock,
+    IngestError,
+    Snapshot,
+    check_file,
+    ingest,
+    inside,
+    recover,
+    safe_name,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_PAPER = "bergstrom2000_Episodes_SandbianGSSP.pdf"  # small sample paper: the corpus we start from
 NEW_PAPER = "ammar2018_NAACL_LiteratureGraph_CC-BY-4.0.pdf"  # from ../shared/corpus/hard
 BIG_PAPER = "bravo2015_BMCBioinformatics_GADcorpus_CC-BY-4.0.pdf"  # 1.8 MB: over a 1 MB limit
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
 
 # fake `mine`: one Sentence per paper; RELMINE_FAKE_FAIL makes it fail after touching reports/
-FAKE_MINE = '''
+FAKE_MINE = """
 import hashlib, json, os, pathlib, sys
 papers = sorted(pathlib.Path("data/papers").glob("*.pdf"))
 pathlib.Path("reports/mine.json").write_text(json.dumps({"papers": len(papers)}))
@@ -36,7 +53,7 @@ for p in papers:
     rec = {"doc_id": p.stem, "sent_id": 0, "page": 1, "section": "body",
            "text": hashlib.sha256(p.read_bytes()).hexdigest(), "kind": "body"}
     (out / f"{p.stem}.jsonl").write_text(json.dumps(rec) + "\\n")
-'''
+"""
 FAKE_DVC_YAML = """stages:
   mine:
     cmd: python fake_mine.py
@@ -63,23 +80,30 @@ DVC = [sys.executable, "-m", "dvc"]
 
 def _snapshot(repo: Path) -> dict[str, bytes]:
     """Contents of everything a failed run must leave as it was."""
-    paths = [*sorted((repo / "data" / "papers").iterdir()), repo / "data" / "papers.dvc", repo / "dvc.lock",
-             *sorted((repo / "reports").rglob("*"))]
+    paths = [
+        *sorted((repo / "data" / "papers").iterdir()),
+        repo / "data" / "papers.dvc",
+        repo / "dvc.lock",
+        *sorted((repo / "reports").rglob("*")),
+    ]
     return {str(p.relative_to(repo)): p.read_bytes() for p in paths if p.is_file()}
 
 
 # ---------------------------------------------------------------- plain checks
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("../../etc/evil.pdf", "evil.pdf"),
-    ("..\\..\\windows\\evil.PDF", "evil.pdf"),
-    ("-rf --force.pdf", "rf_--force.pdf"),  # no leading dash: never an option to git/dvc
-    (".hidden.pdf", "hidden.pdf"),
-    ("Müller et al. (2020).pdf", "Muller_et_al._2020.pdf"),
-    ("..", "paper.pdf"),
-    ("paper", "paper.pdf"),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("../../etc/evil.pdf", "evil.pdf"),
+        ("..\\..\\windows\\evil.PDF", "evil.pdf"),
+        ("-rf --force.pdf", "rf_--force.pdf"),  # no leading dash: never an option to git/dvc
+        (".hidden.pdf", "hidden.pdf"),
+        ("Müller et al. (2020).pdf", "Muller_et_al._2020.pdf"),
+        ("..", "paper.pdf"),
+        ("paper", "paper.pdf"),
+    ],
+)
 def test_safe_name_keeps_only_a_plain_base_name(raw, expected, tmp_path):
     name = safe_name(raw)
     assert name == expected
@@ -115,10 +139,8 @@ def test_every_sample_and_hard_pdf_passes_the_checks(sample_papers, hard_pdfs):
 
 
 def test_inbox_lock_refuses_a_second_run_and_clears_a_stale_one(tmp_path):
-    with InboxLock(tmp_path):
-        with pytest.raises(IngestError, match="another ingest run"):
-            with InboxLock(tmp_path):
-                pass
+    with InboxLock(tmp_path), pytest.raises(IngestError, match="another ingest run"), InboxLock(tmp_path):
+        pass
     (tmp_path / ".ingest.lock").write_text("999999999")  # a pid that can't be alive
     with InboxLock(tmp_path):
         assert (tmp_path / ".ingest.lock").read_text() == str(os.getpid())
@@ -139,10 +161,14 @@ def fake_repo_template(tmp_path_factory, sample_papers) -> Path:
     shutil.copy2(sample_papers / BASE_PAPER, repo / "data" / "papers" / BASE_PAPER)
     (repo / "fake_mine.py").write_text(FAKE_MINE)
     (repo / "dvc.yaml").write_text(FAKE_DVC_YAML)
-    (repo / "params.yaml").write_text(yaml.safe_dump({
-        "mine": {"min_sentence_chars": 20},
-        "ingest": {"inbox": "../inbox", "max_size_mb": 1.0, "min_age_s": 0.0},
-    }))
+    (repo / "params.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "mine": {"min_sentence_chars": 20},
+                "ingest": {"inbox": "../inbox", "max_size_mb": 1.0, "min_age_s": 0.0},
+            }
+        )
+    )
     _run(["git", "init", "-q"], repo)
     _run(DVC + ["init", "-q"], repo)
     _run(DVC + ["remote", "add", "-d", "local", "../../remote"], repo)  # relative to .dvc/
@@ -161,8 +187,9 @@ def fake_repo(fake_repo_template, tmp_path) -> Path:
     return tmp_path / "t" / "repo"
 
 
-def test_ingest_accepts_good_papers_rejects_the_rest_and_commits_and_pushes(fake_repo, hard_pdfs, prefect_server,
-                                                                             monkeypatch):
+def test_ingest_accepts_good_papers_rejects_the_rest_and_commits_and_pushes(
+    fake_repo, hard_pdfs, prefect_server, monkeypatch
+):
     for k, v in GIT_ENV.items():
         monkeypatch.setenv(k, v)
     inbox = fake_repo.parent / "inbox"
@@ -180,8 +207,9 @@ def test_ingest_accepts_good_papers_rejects_the_rest_and_commits_and_pushes(fake
     summary = ingest(repo=str(fake_repo), commit=True, push=True)
 
     assert summary["accepted"] == ["evil_name.pdf"]
-    assert sorted(summary["rejected"]) == sorted([BIG_PAPER, "zz-copy-of-the-same.pdf", "link.pdf", "notes.pdf",
-                                                  "renamed.pdf"])
+    assert sorted(summary["rejected"]) == sorted(
+        [BIG_PAPER, "zz-copy-of-the-same.pdf", "link.pdf", "notes.pdf", "renamed.pdf"]
+    )
     assert summary["stages"] == ["mine"] and summary["published"] == ["commit", "push"]
     # the corpus got exactly the new paper, under its safe name; nothing was written outside it
     assert sorted(p.name for p in (fake_repo / "data" / "papers").iterdir()) == [BASE_PAPER, "evil_name.pdf"]
@@ -194,8 +222,13 @@ def test_ingest_accepts_good_papers_rejects_the_rest_and_commits_and_pushes(fake
     assert rec["doc_id"] == "evil_name"
     # inbox: processed / failed with reasons, the hidden partial upload untouched
     assert [p.name for p in (inbox / "processed").iterdir()] == ["up\\..\\..\\evil name.pdf"]
-    reasons = {p.name.removesuffix(".reason.txt"): p.read_text() for p in (inbox / "failed").glob("*.reason.txt")}
-    assert "duplicate" in reasons["zz-copy-of-the-same.pdf"] and "evil_name.pdf" in reasons["zz-copy-of-the-same.pdf"]
+    reasons = {
+        p.name.removesuffix(".reason.txt"): p.read_text() for p in (inbox / "failed").glob("*.reason.txt")
+    }
+    assert (
+        "duplicate" in reasons["zz-copy-of-the-same.pdf"]
+        and "evil_name.pdf" in reasons["zz-copy-of-the-same.pdf"]
+    )
     assert "duplicate" in reasons["renamed.pdf"] and BASE_PAPER in reasons["renamed.pdf"]
     assert "over the limit" in reasons[BIG_PAPER] and "max_size_mb" in reasons[BIG_PAPER]
     assert "not a PDF" in reasons["notes.pdf"]
@@ -214,11 +247,14 @@ def test_ingest_accepts_good_papers_rejects_the_rest_and_commits_and_pushes(fake
     assert status == {}
 
 
-def test_failed_repro_restores_corpus_and_reports_and_moves_the_paper_to_failed(fake_repo, hard_pdfs,
-                                                                                  prefect_server, monkeypatch):
+def test_failed_repro_restores_corpus_and_reports_and_moves_the_paper_to_failed(
+    fake_repo, hard_pdfs, prefect_server, monkeypatch
+):
     inbox = fake_repo.parent / "inbox"
     shutil.copy2(hard_pdfs / NEW_PAPER, inbox / NEW_PAPER)
     (fake_repo / "reports" / "diff.md").write_text("the last good report\n")
+    _run(DVC + ["config", "core.autostage", "true"], fake_repo)  # as in the project: dvc add stages in git
+    _run(["git", "commit", "-qam", "autostage"], fake_repo)
     before = _snapshot(fake_repo)
     monkeypatch.setenv("RELMINE_FAKE_FAIL", "1")
 
@@ -231,9 +267,39 @@ def test_failed_repro_restores_corpus_and_reports_and_moves_the_paper_to_failed(
     assert (inbox / "failed" / NEW_PAPER).read_bytes() == (hard_pdfs / NEW_PAPER).read_bytes()
     reason = (inbox / "failed" / f"{NEW_PAPER}.reason.txt").read_text()
     assert "fake stage failure" in reason and "restored" in reason
-    # the workspace is consistent with the restored pointer and lock
+    # the git index holds the restored pointer again, and the workspace matches pointer and lock
+    assert not _run(["git", "diff", "--cached", "--name-only"], fake_repo).strip()
     monkeypatch.delenv("RELMINE_FAKE_FAIL")
     assert "up to date" in _run(DVC + ["status"], fake_repo)
+
+
+def test_a_run_killed_half_way_is_rolled_back_by_the_next_one(fake_repo, hard_pdfs, prefect_server):
+    """A SIGKILL after the snapshot, the copy and `dvc add`: the next run first restores the
+    corpus and reports; the paper, still in the inbox, then goes through."""
+    inbox = fake_repo.parent / "inbox"
+    shutil.copy2(hard_pdfs / NEW_PAPER, inbox / NEW_PAPER)
+    before = _snapshot(fake_repo)
+    papers = fake_repo / "data" / "papers"
+    Snapshot.take(
+        inbox / SNAPSHOT_DIR,
+        [fake_repo / "data" / "papers.dvc", fake_repo / "dvc.lock"],
+        fake_repo / "reports",
+        papers,
+        [NEW_PAPER],
+    )
+    shutil.copy2(hard_pdfs / NEW_PAPER, papers / NEW_PAPER)
+    _run(DVC + ["add", "-q", "data/papers"], fake_repo)
+    (fake_repo / "reports" / "mine.json").write_text('{"papers": "half-written"}')
+    assert _snapshot(fake_repo) != before
+
+    recover(fake_repo, inbox / SNAPSHOT_DIR, logging.getLogger("test"))  # what the next run does first
+    assert _snapshot(fake_repo) == before
+    assert not (inbox / SNAPSHOT_DIR).exists()
+    assert "up to date" in _run(DVC + ["status"], fake_repo)
+    # the paper is still in the inbox, and now goes through (not rejected as a duplicate of itself)
+    summary = ingest(repo=str(fake_repo))
+    assert summary["accepted"] == [NEW_PAPER] and (inbox / "processed" / NEW_PAPER).exists()
+    assert json.loads((fake_repo / "reports" / "mine.json").read_text()) == {"papers": 2}
 
 
 def test_an_empty_inbox_runs_nothing(fake_repo, prefect_server):
@@ -251,16 +317,25 @@ def _tiny_params(params: dict, inbox: Path) -> dict:
     params["evaluate"]["bootstrap"] = 20
     if not shutil.which("apertium"):
         params["augment"]["backend"] = "none"
-    params["ingest"].update(inbox=str(inbox), min_age_s=0.0)
+    # the whole pipeline is covered by test_pipeline.py; here up to relations is enough to see
+    # the new paper mined and annotated, and saves minutes of training
+    params["ingest"].update(inbox=str(inbox), min_age_s=0.0, repro_targets=["relations"])
     return params
 
 
-def _wait_for_deployment(name: str, env: dict[str, str], cwd: Path, proc: subprocess.Popen, timeout: float) -> None:
+def _wait_for_deployment(
+    name: str, env: dict[str, str], cwd: Path, proc: subprocess.Popen, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the serve process exited early"
-        out = subprocess.run([sys.executable, "-m", "prefect", "deployment", "ls"], cwd=cwd, env=env,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "prefect", "deployment", "ls"],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout
         if name in out:
             return
         time.sleep(1)
@@ -268,15 +343,18 @@ def _wait_for_deployment(name: str, env: dict[str, str], cwd: Path, proc: subpro
 
 
 @pytest.mark.slow
-def test_served_deployment_ingests_a_hard_paper_through_the_real_pipeline(tmp_path, sample_papers, hard_pdfs,
-                                                                          prefect_server):
+def test_served_deployment_ingests_a_hard_paper_through_the_real_pipeline(
+    tmp_path, sample_papers, hard_pdfs, prefect_server
+):
     repo, inbox = tmp_path / "project", tmp_path / "inbox"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     for rel in files:
         src = ROOT / rel
-        if src.is_file() and not rel.startswith(("data/papers", "data/gazetteers", "reports/", "tests/",
-                                                 "benchmarks/")):
+        if src.is_file() and not rel.startswith(
+            ("data/papers", "data/gazetteers", "reports/", "tests/", "benchmarks/", ".dvc/", "inbox/")
+        ):
             (repo / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, repo / rel)
     for pointer in ("data/papers.dvc", "data/gazetteers.dvc"):
@@ -287,27 +365,60 @@ def test_served_deployment_ingests_a_hard_paper_through_the_real_pipeline(tmp_pa
     shutil.copytree(ROOT / "data" / "gazetteers", repo / "data" / "gazetteers")
     (repo / "reports").mkdir(exist_ok=True)
     params_path = repo / "params.yaml"
-    params_path.write_text(yaml.safe_dump(_tiny_params(yaml.safe_load(params_path.read_text()), inbox),
-                                          sort_keys=False))
+    params_path.write_text(
+        yaml.safe_dump(_tiny_params(yaml.safe_load(params_path.read_text()), inbox), sort_keys=False)
+    )
     targets = yaml.safe_load(params_path.read_text())["ingest"]["repro_targets"]
-    env = {**_env(), "PREFECT_API_URL": prefect_server, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONPATH": str(repo)}
-    for cmd in (["git", "init", "-q"], DVC + ["init", "-q"], DVC + ["add", "-q", "data/papers", "data/gazetteers"],
-                ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+    env = {
+        **_env(),
+        "PREFECT_API_URL": prefect_server,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONPATH": str(repo),
+    }
+    for cmd in (
+        ["git", "init", "-q"],
+        DVC + ["init", "-q"],
+        DVC + ["add", "-q", "data/papers", "data/gazetteers"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "init"],
+    ):
         _run(cmd, repo, env)
     inbox.mkdir()
     shutil.copy2(hard_pdfs / NEW_PAPER, inbox / NEW_PAPER)
 
     name = f"ingest-test-{os.getpid()}"
     log = open(tmp_path / "serve.log", "wb")
-    serve = subprocess.Popen([sys.executable, "-m", "flows.ingest", "serve", "--name", name, "--cron", "0 0 1 1 *"],
-                             cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "flows.ingest", "serve", "--name", name, "--cron", "0 0 1 1 *"],
+        cwd=repo,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait_for_deployment(name, env, repo, serve, timeout=120)
-        run = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", f"ingest/{name}", "--watch",
-                              "--watch-timeout", "1200"], cwd=repo, env=env, capture_output=True, text=True)
-        assert run.returncode == 0 and "Completed" in run.stdout, \
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "deployment",
+                "run",
+                f"ingest/{name}",
+                "--watch",
+                "--watch-timeout",
+                "1200",
+            ],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 0 and "Completed" in run.stdout, (
             run.stdout[-3000:] + run.stderr[-3000:] + (tmp_path / "serve.log").read_text()[-6000:]
+        )
     finally:
         os.killpg(serve.pid, signal.SIGTERM)
         try:
@@ -318,7 +429,9 @@ def test_served_deployment_ingests_a_hard_paper_through_the_real_pipeline(tmp_pa
         log.close()
 
     doc_id = Path(NEW_PAPER).stem
-    mined = [json.loads(line) for line in (repo / "data" / "mined" / f"{doc_id}.jsonl").read_text().splitlines()]
+    mined = [
+        json.loads(line) for line in (repo / "data" / "mined" / f"{doc_id}.jsonl").read_text().splitlines()
+    ]
     assert len(mined) > 20 and {r["doc_id"] for r in mined} == {doc_id}
     assert all({"sent_id", "page", "section", "text"} <= r.keys() for r in mined)
     assert any("citation" in r["text"].lower() or "graph" in r["text"].lower() for r in mined)

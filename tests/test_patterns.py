@@ -70,6 +70,10 @@ def test_gazetteer_filters_drop_codes_and_single_words(gazetteers):
         (MINI_ENTITIES.replace("type: STRAT\n    regex", "type: ROCK\n    regex"), "strat.fm", "unknown entity type 'ROCK'"),
         (MINI_ENTITIES.replace("Formation'", "Formation('"), "strat.fm", "does not compile"),
         (MINI_ENTITIES + "colour: red\n", "top level", "unknown key"),
+        (MINI_ENTITIES + "propagation:\n  - id: taxon.genus\n    type: TAXON\n    from: [taxon.binomial]\n",
+         "taxon.genus", "no pattern or gazetteer id"),
+        (MINI_ENTITIES + "propagation:\n  - id: taxon.genus\n    type: TAXON\n    from: [taxon.genus_sp]\n    take: '('\n",
+         "taxon.genus", "does not compile"),
     ],
 )
 def test_entity_file_errors_name_file_pattern_and_fix(tmp_path, bad, where, expect):
@@ -89,6 +93,8 @@ def test_entity_file_errors_name_file_pattern_and_fix(tmp_path, bad, where, expe
         (MINI_RELATIONS.replace("        pattern:", "        patern:"), "occurs_in.from", "unknown key"),
         (MINI_RELATIONS.replace("{TAXON} from the {STRAT}", "{TAXON} from the"), "occurs_in.from", "exactly two typed slots"),
         (MINI_RELATIONS.replace("{TAXON} from the {STRAT}", "{STRAT} from the {STRAT}"), "occurs_in.from", "allows only"),
+        (MINI_RELATIONS.replace("{TAXON} from", "{TAXON}{@authority} from"), "occurs_in.from", "unknown macro {@authority}"),
+        (MINI_RELATIONS.replace("relations:", "macros: {gap: '{TAXON}'}\nrelations:"), "macro 'gap'", "typed slot"),
     ],
 )
 def test_relation_file_errors_name_file_pattern_and_fix(tmp_path, bad, where, expect):
@@ -119,3 +125,13 @@ def test_catastrophic_pattern_times_out_and_is_skipped(tmp_path):
     # switched off: a second sentence does not pay the timeout again
     ann.find("b" + "a" * 40 + "!")
     assert ann.stats.timeouts["taxon.catastrophic"] == 1
+
+
+def test_macros_expand_in_templates(tmp_path):
+    text = MINI_RELATIONS.replace("relations:", "macros:\n  year: '\\d{4}'\n  authority: '[A-Z][a-z]+, {@year}'\nrelations:")
+    text = text.replace("{TAXON} from the {STRAT}", "{TAXON}(?: {@authority})? from the {STRAT}")
+    spec = load_relations_spec(_write(tmp_path, "relations.yaml", text), {"TAXON", "STRAT"})
+    (tpl,) = spec.relations["occurs_in"].templates
+    assert tpl.source == "{TAXON}(?: {@authority})? from the {STRAT}"  # the report shows what the curator wrote
+    assert tpl.middle.fullmatch(" Pei, 1985 from the ") and tpl.middle.fullmatch(" from the ")
+    assert not tpl.middle.fullmatch(" Pei from the ")

@@ -84,7 +84,7 @@ def test_negative_cue_vetoes_and_is_recorded(annotator, spec):
 
 
 def test_max_distance_limits_candidates(tmp_path, annotator):
-    rel = RELATIONS.read_text().replace("    max_distance: 120\n", "    max_distance: 10\n", 1)  # occurs_in
+    rel = RELATIONS.read_text().replace("    max_distance: 200\n", "    max_distance: 10\n", 1)  # occurs_in
     spec = load_relations_spec(_write(tmp_path, "relations.yaml", rel), load_entity_types(ENTITIES))
     near = label_sentences(_annotate(annotator, "Elrathia kingii from the Wheeler Formation."), spec)
     far = label_sentences(_annotate(annotator, "Elrathia kingii, a very common species, from the Wheeler Formation."), spec)
@@ -271,3 +271,64 @@ def test_flows_cache_per_paper_and_annotate_a_new_paper_alone(tmp_path, monkeypa
     assert [read_records(p, Example)[0].origin for p in Path("data/relations").glob("*.jsonl") if p.stat().st_size]
     run_entities(params)
     assert not (Path("data/entities") / f"{papers[0].stem}.jsonl").exists()
+
+
+# --- mentions between the pair, lists, place chains (real sentences of the sample papers) -------
+
+
+def _pairs(annotator, spec, text: str) -> dict[tuple[str, str], str]:
+    return {k: e.label for k, e in _labels(label_sentences(_annotate(annotator, text), spec)).items()}
+
+
+def test_templates_see_mentions_between_as_types(annotator, spec):
+    (s,) = _annotate(annotator, "Davidonia rostrata from the Shackleton Limestone, Transantarctic Mountains, is figured.")
+    taxon, strat, loc = s.mentions
+    assert RelationLabeller.between_text(s.text, taxon, loc, s.mentions) == " from the <STRAT>, "
+    assert RelationLabeller.between_text(s.text, taxon, strat, s.mentions) == " from the "
+
+
+def test_each_taxon_of_a_list_gets_the_rock_unit(annotator, spec):
+    got = _pairs(annotator, spec, "Yochelcionella sp., Stenotheca sp., and Anabarella cf. A. australis Runnegar in "
+                                  "Bengtson et al., 1990 from the Shackleton Limestone.")
+    for taxon in ("Yochelcionella sp.", "Stenotheca sp.", "A. australis"):
+        assert got[(taxon, "Shackleton Limestone")] == "occurs_in", taxon
+
+
+def test_place_chain_after_the_rock_unit(annotator, spec):
+    got = _pairs(annotator, spec, "Exposure of the GSSP for the base of the Drumian Stage (coinciding with the FAD of "
+                                  "Ptychagnostus atavus) in the Wheeler Formation, Stratotype Ridge section, Drum "
+                                  "Mountains, Millard County, Utah, USA.")
+    assert got[("Ptychagnostus atavus", "Wheeler Formation")] == "occurs_in"
+    assert got[("Ptychagnostus atavus", "Drum Mountains")] == "found_at"
+    assert got[("Ptychagnostus atavus", "Millard County")] == "found_at"
+
+
+def test_place_chain_stops_at_a_new_time_unit(annotator, spec):
+    got = _pairs(annotator, spec, "Occurrence.—Cambrian, Stage 2 and Series 2, Stages 3–4 Dailyatia odyssei Zone of "
+                                  "South Australia, Cambrian Series 2 Stages 3–4 of North China, Northeast Greenland.")
+    assert got[("Dailyatia odyssei", "South Australia")] == "found_at"
+    assert got.get(("Dailyatia odyssei", "North China"), NO_RELATION) == NO_RELATION
+
+
+def test_gap_words_never_cross_another_unit(annotator, spec):
+    got = _pairs(annotator, spec, "Pelagiella and Anabarella appear widespread across the province, with Pelagiella aff. "
+                                  "P. subangulata occurring in the Emigrant Formation, Montenegro Member of the "
+                                  "Campito Formation and the Combined Metals Member of the Pioche Formation.")
+    assert got[("Montenegro Member", "Campito Formation")] == "part_of"
+    assert got[("Combined Metals Member", "Pioche Formation")] == "part_of"
+    assert got.get(("Emigrant Formation", "Campito Formation"), NO_RELATION) == NO_RELATION
+
+
+def test_height_above_base_and_ages_in_lists(annotator, spec):
+    got = _pairs(annotator, spec, "Definite advanced specimens of A. orientalis occur at 119 m above the base of the "
+                                  "Huayansi Formation.")
+    assert got[("A. orientalis", "Huayansi Formation")] == "occurs_in"
+    text = ("Cambrian formations such as the Huaqiao Formation (middle Cambrian carbonate), Kaili Formation "
+            "(middle Cambrian), and Hsuchuang Formation (middle Cambrian), which have yielded trilobites.")
+    exs = label_sentences(_annotate(annotator, text), spec)
+    pos = {(e.subj.text, e.obj.start) for e in exs if e.label == "assigned_to"}
+    cambrians = sorted(e.obj.start for e in exs if e.obj.text == "Cambrian")
+    # each formation gets the age in its own brackets, never its neighbour's
+    assert ("Kaili Formation", text.index("Cambrian)")) in pos
+    assert all(e.label == NO_RELATION for e in exs
+               if e.subj.text == "Hsuchuang Formation" and e.obj.start < text.index("Hsuchuang")) and cambrians

@@ -48,6 +48,8 @@ def test_class_weights_balance_the_classes():
     # each class contributes the same total weight
     totals = [w[c].item() * y.count(c) for c in range(3)]
     assert max(totals) == pytest.approx(min(totals))
+    # tempered: the square root of the balanced weights, so rare classes still weigh more, less extremely
+    assert balanced_class_weights(y, 4, power=0.5).tolist() == pytest.approx([x ** 0.5 for x in w.tolist()])
 
 
 def test_label_smoothing_is_applied():

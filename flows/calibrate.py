@@ -1,0 +1,117 @@
+"""Prefect flow `calibrate`: fit the temperature and per-relation thresholds on the dev split.
+
+    python -m flows.calibrate [--params params.yaml]
+
+Reads the trained model (``calibrate.model_dir``) and data/split/dev.jsonl; scores the
+dev examples once, applies the schema's type constraints (relations.yaml args), fits
+the temperature (NLL) and each relation's F1-maximising threshold, and writes
+
+* ``calibrate.out`` (default ``models/relmine.calibration.json``, beside the model
+  folder: a DVC stage may not write into the train stage's output folder; ``extract``
+  finds it there, or as ``calibration.json`` inside a model folder);
+* ``reports/calibration.json``: T, ECE and NLL before/after, thresholds, dev F1 per
+  relation at the chosen thresholds, reliability bins.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.common import cli_args, load_params, run_main
+from stages.calibrate import Calibration, fit_calibration, model_fingerprint, save_calibration
+from stages.errors import InputError
+from stages.records import atomic_write_json
+
+
+
+@dataclass
+class CalibrateParams:
+    model_dir: str = "models/relmine"
+    dev: str = "data/split/dev.jsonl"
+    relation_patterns: str = "data/patterns/relations.yaml"
+    entity_patterns: str = "data/patterns/entities.yaml"
+    out: str = "models/relmine.calibration.json"
+    report: str = "reports/calibration.json"
+    bins: int = 15  # equal-width confidence bins for the ECE
+    batch_size: int = 64
+    dtype: str = "auto"  # as extract and evaluate use the model
+
+    def check(self) -> None:
+        if not 2 <= self.bins <= 100:
+            raise ValueError("bins must be between 2 and 100")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError("dtype must be auto, float32, bfloat16 or float16")
+
+
+def schema_args(relation_patterns: str, entity_patterns: str) -> dict[str, list[list[str]]]:
+    """relation -> allowed [subject type, object type] pairs, from the pattern files."""
+    from stages.patterns import load_entity_types, load_relations_spec
+
+    spec = load_relations_spec(relation_patterns, load_entity_types(entity_patterns))
+    return {name: [list(a) for a in rel.args] for name, rel in spec.relations.items()}
+
+
+def load_trained_model(model_dir: str, dtype: str = "auto"):
+    from stages.model import META_FILE, load_model
+
+    if not (Path(model_dir) / META_FILE).exists():
+        raise InputError(f"{model_dir}: no trained model ({META_FILE} missing); fix: run the train stage "
+                         "(dvc repro train) or pass the folder of a trained model")
+    return load_model(model_dir, dtype=dtype)
+
+
+@task(name="calibrate-model", cache_policy=NO_CACHE, persist_result=False)
+def calibrate_task(p: CalibrateParams) -> Calibration:
+    log = get_run_logger()
+    from flows.train import read_examples
+
+    allowed = schema_args(p.relation_patterns, p.entity_patterns)
+    dev = read_examples(p.dev, "split")
+    model = load_trained_model(p.model_dir, p.dtype)
+    if not dev:
+        log.warning("%s: no dev examples; calibration is the identity (T = 1, thresholds %s)", p.dev, 0.5)
+    t0 = time.perf_counter()
+    logits = model.logits(dev, p.batch_size).numpy() if dev else None
+    log.info("scored %d dev examples in %.1f s", len(dev), time.perf_counter() - t0)
+    import numpy as np
+
+    if logits is None:
+        logits = np.zeros((0, len(model.labels)))
+    return fit_calibration(logits, [e.label for e in dev], model.labels, [e.subj.type for e in dev],
+                           [e.obj.type for e in dev], allowed, p.bins, model_fingerprint(p.model_dir))
+
+
+@flow(name="calibrate")
+def calibrate_flow(params_path: str | None = None) -> dict[str, Any]:
+    log = get_run_logger()
+    p: CalibrateParams = load_params(CalibrateParams, "calibrate", params_path)
+    cal = calibrate_task(p)
+    save_calibration(p.out, cal)
+    report = {"model_dir": p.model_dir, "dev": p.dev, "calibration_file": p.out, **cal.report}
+    atomic_write_json(p.report, report)
+    log.info("calibrated on %d dev examples: T = %.3f, ECE %.4f -> %.4f, NLL %.4f -> %.4f", report["n_dev"],
+             report["temperature"], report["ece_before"], report["ece_after"], report["nll_before"],
+             report["nll_after"])
+    if report["temperature_at_bound"]:
+        log.warning("T = %.3f is at the edge of the search range: the dev scores are barely informative "
+                    "(train longer or check the dev split)", report["temperature"])
+    for rel, v in report["per_relation"].items():
+        log.info("  %-14s threshold %.3f  dev F1 %.3f (argmax %.3f, support %d)", rel, v["threshold"], v["f1"],
+                 v["f1_argmax"], v["support"])
+    return report
+
+
+def main() -> None:
+    args = cli_args("Fit temperature scaling and per-relation thresholds on the dev split.")
+    run_main(calibrate_flow, args.params)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Prefect flow `extract`: relations from new papers, one row per relation per paper.
+
+    python -m flows.extract PATH... --out FILE [--model DIR] [--min-confidence X]
+                            [--calibration FILE] [--params params.yaml]
+
+PATH: PDF files or folders of PDFs. FILE: ``.csv`` or ``.jsonl``. Per paper (mapped
+tasks): mine it with the ``mine`` code (same params and per-paper cache as the
+pipeline), find entities with the ``entities`` code, form the candidate pairs and
+their pattern labels with the ``relations`` code. Then the trained model classifies
+every candidate; the schema's type constraints, the calibrated temperature and the
+per-relation thresholds (``<model>.calibration.json`` beside the model folder or
+``calibration.json`` inside it; ``--min-confidence`` overrides the thresholds) decide
+the relation; rows are de-duplicated per paper (count and pages) and written
+atomically. A paper that cannot be read is reported and skipped.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.cache_policies import NO_CACHE
+
+from flows.common import cli_args, load_params, load_run_params, make_task_runner, run_main
+from stages.errors import InputError
+from stages.records import AnnotatedSentence, Example, Sentence, read_records, to_dict
+
+
+@dataclass
+class ExtractParams:
+    model_dir: str = "models/relmine"
+    calibration: str | None = None  # None: <model_dir>/calibration.json or <model_dir>.calibration.json
+    entity_patterns: str = "data/patterns/entities.yaml"
+    relation_patterns: str = "data/patterns/relations.yaml"
+    skip_sections: list[str] = field(default_factory=lambda: ["references"])
+    regex_timeout_s: float = 1.0
+    min_confidence: float | None = None  # set: replaces every per-relation threshold
+    batch_size: int = 64
+    dtype: str = "auto"
+
+    def check(self) -> None:
+        if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
+            raise ValueError("min_confidence must be in [0, 1] (or null)")
+        if self.batch_size < 1 or self.regex_timeout_s <= 0:
+            raise ValueError("batch_size must be >= 1 and regex_timeout_s > 0")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError("dtype must be auto, float32, bfloat16 or float16")
+
+
+def collect_pdfs(paths: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
+    """PDF files from files and folders (folders: their *.pdf, recursively, sorted);
+    a path that is missing or not a PDF is a failure, not an error."""
+    pdfs: list[Path] = []
+    failures = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() == ".pdf")
+            if not found:
+                failures.append({"file": str(p), "reason": "folder holds no .pdf file"})
+            pdfs += found
+        elif p.is_file() and p.suffix.lower() == ".pdf":
+            pdfs.append(p)
+        elif p.exists():
+            failures.append({"file": str(p), "reason": "not a .pdf file"})
+        else:
+            failures.append({"file": str(p), "reason": "no such file or folder"})
+    return list(dict.fromkeys(pdfs)), failures
+
+
+def _annotator(entity_patterns: str, timeout_s: float):
+    from flows.entities import get_annotator
+    from stages.cache import file_digest
+
+    return get_annotator(entity_patterns, file_digest(entity_patterns), timeout_s)
+
+
+def _relation_spec(relation_patterns: str, entity_patterns: str):
+    from flows.relations import get_spec
+    from stages.cache import file_digest
+    from stages.patterns import load_entity_types
+
+    return get_spec(relation_patterns, file_digest(relation_patterns), sorted(load_entity_types(entity_patterns)))
+
+
+def paper_candidates(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: ExtractParams) -> dict[str, Any]:
+    """Mine one paper (cached), annotate it and form its candidate pairs with their
+    pattern labels; never raises for a bad paper (``error`` says why)."""
+    from flows.mine import _caches, mine_one, paper_key
+    from stages.mine import MineParams
+    from stages.relations import RelationLabeller
+
+    t0 = time.perf_counter()
+    doc_id = Path(pdf).stem
+    params = MineParams(**mine_params)
+    try:
+        key = paper_key(Path(pdf), params)
+        sent_cache, stats_cache = _caches(cache_dir)
+        if sent_cache.get(key) and stats_cache.get(key):
+            stats = json.loads(stats_cache.path(key).read_text())
+            cached = True
+        else:
+            stats = mine_one(pdf, params, cache_dir, key)
+            cached = False
+        if stats.get("error"):
+            return {"doc_id": doc_id, "file": pdf, "error": stats["error"]}
+        sentences = read_records(sent_cache.path(key), Sentence)
+    except (OSError, ValueError) as exc:
+        return {"doc_id": doc_id, "file": pdf, "error": f"{type(exc).__name__}: {exc}"}
+    t1 = time.perf_counter()
+    annotated: list[AnnotatedSentence] = _annotator(p.entity_patterns, p.regex_timeout_s).annotate(
+        sentences, p.skip_sections)
+    labeller = RelationLabeller(_relation_spec(p.relation_patterns, p.entity_patterns), p.regex_timeout_s)
+    candidates = [ex for s in annotated for ex in labeller.label_sentence(s)]
+    return {"doc_id": doc_id, "file": pdf, "error": None, "mine_cached": cached, "sentences": len(sentences),
+            "mentions": sum(len(a.mentions) for a in annotated), "candidates": [to_dict(e) for e in candidates],
+            "mine_seconds": round(t1 - t0, 3), "annotate_seconds": round(time.perf_counter() - t1, 3)}
+
+
+@task(name="extract-paper", cache_policy=NO_CACHE, persist_result=False)
+def paper_task(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: ExtractParams) -> dict[str, Any]:
+    return paper_candidates(pdf, mine_params, cache_dir, p)
+
+
+def resolve_calibration(p: ExtractParams, model, logger):
+    """The calibration to use, or None (T = 1, argmax) with a warning saying why."""
+    from stages.calibrate import find_calibration, load_calibration, model_fingerprint
+
+    path = Path(p.calibration) if p.calibration else find_calibration(p.model_dir)
+    if path is None:
+        logger.warning("no calibration for %s (run `python -m flows.calibrate`): uncalibrated confidence, argmax "
+                       "decisions%s", p.model_dir, "" if p.min_confidence is None else " with --min-confidence")
+        return None, None
+    if not path.exists():
+        raise InputError(f"{path}: calibration file not found; fix: run `python -m flows.calibrate` or drop "
+                         "--calibration")
+    cal = load_calibration(path)
+    if list(cal.labels) != list(model.labels):
+        logger.warning("%s: fitted for labels %s, the model has %s: ignored (recalibrate)", path, cal.labels,
+                       model.labels)
+        return None, None
+    fp = model_fingerprint(p.model_dir)
+    if cal.model_fingerprint and cal.model_fingerprint != fp:
+        logger.warning("%s was fitted for another version of %s: ignored (recalibrate: python -m flows.calibrate)",
+                       path, p.model_dir)
+        return None, None
+    return cal, path
+
+
+def _classify_paper(i: int, n: int, res: dict[str, Any], model, cal, allowed, p: ExtractParams,
+                    failures: list, rows: list, per_paper: list, logger) -> None:
+    """Classify one paper's candidates into rows, or record why the paper was skipped."""
+    from stages.extract import classified_rows, classify
+
+    if res["error"]:
+        failures.append({"file": res["file"], "reason": res["error"]})
+        logger.warning("extract %d/%d papers: %s could not be read, skipped: %s", i, n, res["file"], res["error"])
+        return
+    examples = [Example.from_dict(d) for d in res["candidates"]]
+    t0 = time.perf_counter()
+    relations, conf = classify(model, examples, cal, allowed, p.min_confidence, p.batch_size)
+    classify_s = time.perf_counter() - t0
+    paper_rows = classified_rows(examples, relations, conf)
+    rows += paper_rows
+    per_paper.append({"doc_id": res["doc_id"], "sentences": res["sentences"], "mentions": res["mentions"],
+                      "candidates": len(examples), "relations": len(paper_rows), "mine_cached": res["mine_cached"],
+                      "mine_seconds": res["mine_seconds"], "annotate_seconds": res["annotate_seconds"],
+                      "classify_seconds": round(classify_s, 4)})
+    logger.info("extract %d/%d papers: %s: %d sentences, %d mentions, %d candidates, %d relations", i, n,
+                res["doc_id"], res["sentences"], res["mentions"], len(examples), len(paper_rows))
+
+
+@flow(name="extract")
+def extract_flow(paths: list[str], out: str, model_dir: str | None = None, min_confidence: float | None = None,
+                 calibration: str | None = None, params_path: str | None = None) -> dict[str, Any]:
+    from stages.extract import dedupe, output_format, write_rows
+    from stages.mine import MineParams
+
+    logger = get_run_logger()
+    t_wall = time.perf_counter()
+    p: ExtractParams = load_params(ExtractParams, "extract", params_path)
+    if model_dir:
+        p.model_dir = model_dir
+    if calibration:
+        p.calibration = calibration
+    if min_confidence is not None:
+        p.min_confidence = min_confidence
+        p.check()
+    output_format(out)  # a bad extension fails before any work
+    mine_p: MineParams = load_params(MineParams, "mine", params_path)
+    run = load_run_params(params_path)
+    from flows.calibrate import load_trained_model, schema_args
+
+    allowed = schema_args(p.relation_patterns, p.entity_patterns)  # validates the pattern files
+    pdfs, failures = collect_pdfs(paths)
+    for f in failures:
+        logger.warning("skipped %s: %s", f["file"], f["reason"])
+    if not pdfs:
+        raise InputError(f"no PDF to extract from in {', '.join(paths)}; fix: give PDF files or folders of PDFs")
+    model = load_trained_model(p.model_dir, p.dtype)
+    cal, cal_path = resolve_calibration(p, model, logger)
+    logger.info("extracting from %d paper(s) with %s (calibration: %s; thresholds: %s)", len(pdfs), p.model_dir,
+                cal_path or "none", f"min confidence {p.min_confidence}" if p.min_confidence is not None
+                else (cal.thresholds if cal else "argmax"))
+
+    futures = paper_task.map([str(x) for x in pdfs], unmapped(asdict(mine_p)), unmapped(run.cache_dir), unmapped(p))
+    rows = []
+    per_paper = []
+    try:
+        # classify each paper as soon as it is mined and annotated (progress per paper)
+        results = (fut.result() for fut in futures)
+        for i, res in enumerate(results, 1):
+            _classify_paper(i, len(pdfs), res, model, cal, allowed, p, failures, rows, per_paper, logger)
+    finally:
+        from stages import mine as mine_mod
+
+        mine_mod.close_workers()  # the mining worker processes are not needed any more
+    n_candidates = sum(pp["candidates"] for pp in per_paper)
+    classify_s = sum(pp["classify_seconds"] for pp in per_paper)
+    if not per_paper:
+        raise InputError("no paper could be read (" + "; ".join(f"{f['file']}: {f['reason']}" for f in failures[:5])
+                         + "); fix: check the PDFs")
+    table = dedupe(rows)
+    write_rows(out, table)
+    summary = {
+        "out": out, "papers": len(pdfs), "extracted": len(per_paper), "failed": failures,
+        "candidates": n_candidates, "relations": len(rows), "rows": len(table),
+        "classify_seconds": round(classify_s, 3),
+        "pairs_per_s": round(n_candidates / classify_s, 1) if classify_s > 0 else None,
+        "wall_seconds": round(time.perf_counter() - t_wall, 3),
+        "calibration": str(cal_path) if cal_path else None, "per_paper": per_paper,
+    }
+    logger.info("extract: %d rows (%d relations in %d candidates) from %d/%d papers -> %s; %d skipped", len(table),
+                len(rows), n_candidates, len(per_paper), len(pdfs), out, len(failures))
+    return summary
+
+
+def run_extract(paths: list[str], out: str, model_dir: str | None = None, min_confidence: float | None = None,
+                calibration: str | None = None, params_path: str | None = None) -> dict[str, Any]:
+    run = load_run_params(params_path)
+    return extract_flow.with_options(task_runner=make_task_runner(run))(
+        paths, out, model_dir, min_confidence, calibration, params_path)
+
+
+def main() -> None:
+    args = cli_args(
+        "Extract relations from PDFs (files or folders) into a CSV or JSONL table.",
+        [(["paths"], {"nargs": "+", "metavar": "PATH", "help": "PDF files or folders of PDFs"}),
+         (["--out"], {"required": True, "help": "output file, .csv or .jsonl"}),
+         (["--model"], {"default": None, "help": "trained model folder (default: extract.model_dir)"}),
+         (["--min-confidence"], {"type": float, "default": None,
+                                 "help": "one threshold for every relation, replacing the calibrated ones"}),
+         (["--calibration"], {"default": None, "help": "calibration file (default: found with the model)"})],
+    )
+    run_main(run_extract, args.paths, args.out, args.model, args.min_confidence, args.calibration, args.params)
+
+
+if __name__ == "__main__":
+    main()

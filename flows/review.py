@@ -1,0 +1,191 @@
+"""Prefect flows `review-export` / `review-import`: the human review loop toward data/gold.
+
+    python -m flows.review export --out DIR [--per-class N] [--seed S] [--model DIR] [EXAMPLES...]
+    python -m flows.review import FILE --batch NAME
+
+export: scores the pattern-labelled examples (``review.examples``: JSONL files or
+folders, default data/relations) with the trained model (calibrated; without a model
+only pattern samples are exported) and writes to DIR, per class, the least confident
+predictions and a seeded random sample of pattern-labelled examples, leaving out
+examples already in the gold set:
+  DIR/tasks.json         Label Studio import (Projects -> Import); pre-annotated
+  DIR/label_config.xml   its labelling config (Settings -> Labeling Interface -> Code)
+  DIR/batch.csv          the same batch for a spreadsheet: fill in ``reviewer_label``
+  DIR/manifest.json      what was selected, from what, with which model and seed
+
+import: reads a finished batch, the filled batch.csv or a Label Studio JSON export
+(Export -> JSON or JSON-MIN), and writes data/gold/<NAME>.jsonl (Example records, origin
+"gold", the reviewer's label). ``evaluate`` then scores on data/gold
+(reports/metrics_gold.json) and ``split.train_on_gold`` decides whether gold joins training.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.common import PARAMS_FILE, load_params, run_main
+from stages.errors import InputError
+from stages.records import Example, atomic_write_json, atomic_write_text, iter_jsonl, write_jsonl
+
+
+
+@dataclass
+class ReviewParams:
+    examples: list[str] = field(default_factory=lambda: ["data/relations"])  # JSONL files or folders
+    model_dir: str = "models/relmine"
+    calibration: str | None = None  # None: found with the model
+    gold_dir: str = "data/gold"
+    entity_patterns: str = "data/patterns/entities.yaml"
+    relation_patterns: str = "data/patterns/relations.yaml"
+    per_class: int = 10
+    seed: int = 13
+    batch_size: int = 64
+    dtype: str = "auto"
+
+    def check(self) -> None:
+        if self.per_class < 1:
+            raise ValueError("per_class must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+
+
+def read_example_sources(sources: list[str]) -> list[Example]:
+    """Examples from JSONL files and folders of them, unique by id (first kept)."""
+    from flows.train import read_examples
+
+    files: list[Path] = []
+    for s in sources:
+        p = Path(s)
+        if p.is_dir():
+            files += sorted(p.glob("*.jsonl"))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InputError(f"{p}: not found; fix: set review.examples to JSONL files or folders of Example records "
+                             "(e.g. data/relations, after `dvc repro relations`)")
+    seen: dict[str, Example] = {}
+    for f in files:
+        for ex in read_examples(str(f), "relations"):
+            seen.setdefault(ex.id, ex)
+    return list(seen.values())
+
+
+def gold_ids(gold_dir: str) -> set[str]:
+    d = Path(gold_dir)
+    return {r["id"] for f in sorted(d.glob("*.jsonl")) for r in iter_jsonl(f) if "id" in r} if d.is_dir() else set()
+
+
+@task(name="review-score", cache_policy=NO_CACHE, persist_result=False)
+def score_task(p: ReviewParams, examples: list[Example], allowed: dict) -> tuple[list[str] | None, list[float] | None, str | None]:
+    """Calibrated predictions, or (None, None, reason) when there is no trained model."""
+    log = get_run_logger()
+    from flows.calibrate import load_trained_model
+    from flows.extract import ExtractParams, resolve_calibration
+    from stages.extract import classify
+    from stages.model import META_FILE
+
+    if not (Path(p.model_dir) / META_FILE).exists():
+        return None, None, f"no trained model in {p.model_dir}"
+    model = load_trained_model(p.model_dir, p.dtype)
+    ep = ExtractParams(model_dir=p.model_dir, calibration=p.calibration)
+    cal, _ = resolve_calibration(ep, model, log)
+    labels, conf = classify(model, examples, cal, allowed, None, p.batch_size)
+    return labels, conf, None
+
+
+@flow(name="review-export")
+def export_flow(out_dir: str, per_class: int | None = None, seed: int | None = None, model_dir: str | None = None,
+                examples: list[str] | None = None, params_path: str | None = None) -> dict[str, Any]:
+    log = get_run_logger()
+    from flows.calibrate import schema_args
+    from stages.review import label_config, label_studio_tasks, review_csv, select_batch
+
+    p: ReviewParams = load_params(ReviewParams, "review", params_path)
+    p.per_class = per_class or p.per_class
+    p.seed = p.seed if seed is None else seed
+    p.model_dir = model_dir or p.model_dir
+    p.examples = examples or p.examples
+    p.check()
+    allowed = schema_args(p.relation_patterns, p.entity_patterns)
+    from stages.patterns import load_entity_types
+
+    types = sorted(load_entity_types(p.entity_patterns))
+    pool = read_example_sources(p.examples)
+    if not pool:
+        raise InputError(f"no examples in {', '.join(p.examples)}; fix: run `dvc repro relations` or pass files")
+    predicted, conf, why = score_task(p, pool, allowed)
+    if why:
+        log.warning("%s: exporting pattern samples only (no least-confident predictions)", why)
+    classes = [*allowed, "NO_RELATION"]
+    items = select_batch(pool, predicted, conf, classes, p.per_class, p.seed, allowed, gold_ids(p.gold_dir))
+    out = Path(out_dir)
+    atomic_write_json(out / "tasks.json", label_studio_tasks(items))
+    atomic_write_text(out / "label_config.xml", label_config(types, list(allowed)))
+    atomic_write_text(out / "batch.csv", review_csv(items))
+    counts: dict[str, dict[str, int]] = {}
+    for it in items:
+        cls = it.predicted if it.reason == "least_confident" else it.pattern_label
+        counts.setdefault(cls, {}).setdefault(it.reason, 0)
+        counts[cls][it.reason] += 1
+    manifest = {"items": len(items), "per_class": p.per_class, "seed": p.seed, "examples": p.examples,
+                "pool": len(pool), "model_dir": None if why else p.model_dir, "note": why, "by_class": counts,
+                "files": ["tasks.json", "label_config.xml", "batch.csv"]}
+    atomic_write_json(out / "manifest.json", manifest)
+    log.info("review batch: %d items from %d examples -> %s (%s)", len(items), len(pool), out,
+             ", ".join(f"{c}: {sum(v.values())}" for c, v in counts.items()))
+    return manifest
+
+
+@flow(name="review-import")
+def import_flow(batch_file: str, batch: str, params_path: str | None = None) -> dict[str, Any]:
+    log = get_run_logger()
+    from flows.calibrate import schema_args
+    from stages.review import check_batch_name, import_batch
+
+    p: ReviewParams = load_params(ReviewParams, "review", params_path)
+    name = check_batch_name(batch)
+    allowed = schema_args(p.relation_patterns, p.entity_patterns)
+    res = import_batch(batch_file, allowed)
+    if not res.examples:
+        raise InputError(f"{batch_file}: no reviewed row (reviewer_label / relation choice empty in all "
+                         f"{len(res.skipped)}); fix: label some rows and import again")
+    dest = Path(p.gold_dir) / f"{name}.jsonl"
+    write_jsonl(dest, res.examples)
+    by_label: dict[str, int] = {}
+    for ex in res.examples:
+        by_label[ex.label] = by_label.get(ex.label, 0) + 1
+    log.info("imported %d reviewed examples into %s (%s); %d rows without a label skipped%s", len(res.examples), dest,
+             ", ".join(f"{k} {v}" for k, v in sorted(by_label.items())), len(res.skipped),
+             f"; {res.duplicates} duplicate ids (last kept)" if res.duplicates else "")
+    return {"out": str(dest), "examples": len(res.examples), "skipped": len(res.skipped),
+            "duplicates": res.duplicates, "by_label": by_label}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Export a review batch, or import a reviewed one into data/gold.")
+    parser.add_argument("--params", default=PARAMS_FILE, help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("export", help="write a review batch (Label Studio tasks + CSV) to a folder")
+    ex.add_argument("--out", required=True, help="output folder")
+    ex.add_argument("--per-class", type=int, default=None, help="items per class and reason (default: review.per_class)")
+    ex.add_argument("--seed", type=int, default=None, help="sampling seed (default: review.seed)")
+    ex.add_argument("--model", default=None, help="trained model folder (default: review.model_dir)")
+    ex.add_argument("examples", nargs="*", help="Example JSONL files or folders (default: review.examples)")
+    im = sub.add_parser("import", help="read a finished batch into data/gold/<batch>.jsonl")
+    im.add_argument("file", help="the filled batch.csv or a Label Studio JSON export")
+    im.add_argument("--batch", required=True, help="batch name: writes data/gold/<batch>.jsonl")
+    args = parser.parse_args(argv)
+    if args.cmd == "export":
+        run_main(export_flow, args.out, args.per_class, args.seed, args.model, args.examples or None, args.params)
+    else:
+        run_main(import_flow, args.file, args.batch, args.params)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

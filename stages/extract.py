@@ -1,0 +1,162 @@
+"""From classified candidate pairs to the relation table users read.
+
+One row per relation stated in a paper:
+
+    subject, subject_type, relation, object, object_type, confidence, paper, page,
+    section, sentence, pattern_agreed, count, pages
+
+* A classified candidate is an ``Example`` (the pair, with the pattern label the
+  relation templates gave it and the rules that fired) plus the model's decision
+  (relation and calibrated confidence). NO_RELATION decisions make no row.
+* ``pattern_agreed``: a template labelled the pair with the same relation.
+* De-duplication: the same (subject, relation, object) in one paper (names compared
+  with case and spacing folded) is one row with ``count`` occurrences and the sorted
+  ``pages`` they are on; the row shows the most confident occurrence (its sentence,
+  page, section), its confidence, and ``pattern_agreed`` if any occurrence agreed.
+* ``write_rows`` writes CSV or JSONL by the file's extension, atomically.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import InputError
+from .records import NO_RELATION, Example, atomic_write_text
+
+COLUMNS = ("subject", "subject_type", "relation", "object", "object_type", "confidence", "paper", "page",
+           "section", "sentence", "pattern_agreed", "count", "pages")
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass
+class RelationRow:
+    subject: str
+    subject_type: str
+    relation: str
+    object: str
+    object_type: str
+    confidence: float
+    paper: str
+    page: int
+    section: str
+    sentence: str
+    pattern_agreed: bool
+    count: int = 1
+    pages: list[int] = field(default_factory=list)
+
+
+def norm_name(text: str) -> str:
+    """Key form of an entity name: spacing and case folded ("Wheeler  formation")."""
+    return _SPACE.sub(" ", text).strip().casefold()
+
+
+def classified_rows(examples: Sequence[Example], relations: Sequence[str], confidences: Sequence[float],
+                    pattern_labels: Sequence[str] | None = None) -> list[RelationRow]:
+    """One row per positive decision, in input order. ``pattern_labels`` defaults to each
+    example's label (what the templates said when the candidate was formed)."""
+    if not (len(examples) == len(relations) == len(confidences)):
+        raise ValueError("examples, relations and confidences must have the same length")
+    pattern_labels = pattern_labels if pattern_labels is not None else [e.label for e in examples]
+    rows = []
+    for ex, rel, conf, pat in zip(examples, relations, confidences, pattern_labels):
+        if rel == NO_RELATION:
+            continue
+        rows.append(RelationRow(
+            subject=ex.subj.text, subject_type=ex.subj.type, relation=rel, object=ex.obj.text,
+            object_type=ex.obj.type, confidence=round(float(conf), 4), paper=ex.doc_id, page=ex.page,
+            section=ex.section, sentence=ex.text, pattern_agreed=(pat == rel), count=1, pages=[ex.page],
+        ))
+    return rows
+
+
+def dedupe(rows: Iterable[RelationRow]) -> list[RelationRow]:
+    """Merge rows stating the same (subject, relation, object) in the same paper."""
+    groups: dict[tuple, list[RelationRow]] = {}
+    for r in rows:
+        key = (r.paper, norm_name(r.subject), r.subject_type, r.relation, norm_name(r.object), r.object_type)
+        groups.setdefault(key, []).append(r)
+    out = []
+    for members in groups.values():
+        best = max(members, key=lambda r: r.confidence)  # max() keeps the first among ties
+        pages = sorted({p for r in members for p in (r.pages or [r.page])})
+        out.append(RelationRow(**{**asdict(best), "count": sum(r.count for r in members), "pages": pages,
+                                  "pattern_agreed": any(r.pattern_agreed for r in members)}))
+    # papers in input order, then most confident first
+    paper_order = {p: i for i, p in enumerate(dict.fromkeys(r.paper for r in out))}
+    out.sort(key=lambda r: (paper_order[r.paper], -r.confidence, r.subject, r.relation, r.object))
+    return out
+
+
+def output_format(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise InputError(f"{path}: unknown output format {suffix or '(no extension)'!r}; "
+                         "fix: name the file .csv or .jsonl")
+    return FORMATS[suffix]
+
+
+def rows_to_csv(rows: Sequence[RelationRow]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for r in rows:
+        d = asdict(r)
+        d["pages"] = ";".join(str(p) for p in r.pages)
+        d["pattern_agreed"] = "true" if r.pattern_agreed else "false"
+        w.writerow([d[c] for c in COLUMNS])
+    return buf.getvalue()
+
+
+def write_rows(path: str | Path, rows: Sequence[RelationRow]) -> int:
+    """CSV (pages joined by ';') or JSONL (pages as a list), by extension; atomic."""
+    fmt = output_format(path)
+    if fmt == "csv":
+        atomic_write_text(path, rows_to_csv(rows))
+    else:
+        atomic_write_text(path, "".join(json.dumps({c: asdict(r)[c] for c in COLUMNS}, ensure_ascii=False) + "\n"
+                                        for r in rows))
+    return len(rows)
+
+
+def read_rows(path: str | Path) -> list[RelationRow]:
+    """Read back a file written by ``write_rows`` (tests, downstream scripts)."""
+    fmt = output_format(path)
+    text = Path(path).read_text(encoding="utf-8")
+    out = []
+    if fmt == "csv":
+        for d in csv.DictReader(io.StringIO(text)):
+            out.append(RelationRow(
+                subject=d["subject"], subject_type=d["subject_type"], relation=d["relation"], object=d["object"],
+                object_type=d["object_type"], confidence=float(d["confidence"]), paper=d["paper"],
+                page=int(d["page"]), section=d["section"], sentence=d["sentence"],
+                pattern_agreed=d["pattern_agreed"] == "true", count=int(d["count"]),
+                pages=[int(p) for p in d["pages"].split(";") if p]))
+    else:
+        for line in text.splitlines():
+            if line.strip():
+                out.append(RelationRow(**json.loads(line)))
+    return out
+
+
+def classify(model, examples: Sequence[Example], calibration, allowed, min_confidence: float | None = None,
+             batch_size: int = 64) -> tuple[list[str], list[float]]:
+    """Decide a relation per candidate: the model's logits, the schema's type constraint,
+    the calibration's temperature and per-relation thresholds (``min_confidence``, when
+    given, replaces the thresholds). ``calibration`` None: T = 1 and the argmax (or
+    ``min_confidence``). ``model`` needs ``labels`` and ``logits(examples, batch_size)``."""
+    from .calibrate import Calibration
+
+    if not examples:
+        return [], []
+    logits = model.logits(examples, batch_size)
+    logits = logits.numpy() if hasattr(logits, "numpy") else logits
+    cal = calibration or Calibration(labels=list(model.labels))
+    probs = cal.proba(logits, [e.subj.type for e in examples], [e.obj.type for e in examples], allowed)
+    labels, conf = cal.decide(probs, min_confidence)
+    return labels, [float(c) for c in conf]

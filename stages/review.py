@@ -1,0 +1,352 @@
+"""The review loop toward a gold set: export a batch for people, import their labels.
+
+Export (``select_batch`` + writers): per class, the ``per_class`` least confident
+predictions of the model (examples it predicted as that class, lowest calibrated
+confidence first: where it is most likely wrong) and a seeded random sample of
+``per_class`` examples the patterns labelled with that class (to measure how good the
+patterns are). Examples already in the gold set are left out. Written as
+
+* ``tasks.json``: a Label Studio import file; each task's ``data`` holds the sentence
+  (``text``) and the example's fields, and a pre-annotation marks the subject and the
+  object (labels ``SUBJ-<TYPE>`` / ``OBJ-<TYPE>``) and proposes a relation choice;
+* ``label_config.xml``: the matching Label Studio labelling config;
+* ``batch.csv``: the same items for a spreadsheet: the sentence with ``[[subject]]``
+  and ``<<object>>`` marked, the labels to compare, and an empty ``reviewer_label``.
+
+Import (``import_batch``) reads a finished batch: a Label Studio export (JSON, full or
+JSON-MIN) or the filled CSV, into ``Example`` records with origin "gold" and the
+reviewer's label. Rows left without a label are skipped (and counted); a label that is
+not a relation of the schema, or that the schema does not allow for the pair's types,
+stops the import with a message naming the row and the allowed labels.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+from xml.sax.saxutils import quoteattr
+
+from .errors import InputError
+from .records import NO_RELATION, Example, Span
+
+CSV_COLUMNS = ("id", "doc_id", "page", "section", "sentence", "subject", "subject_type", "object", "object_type",
+               "predicted", "confidence", "pattern_label", "reason", "allowed_labels", "reviewer_label", "notes",
+               "sent_id", "text", "subj_start", "subj_end", "obj_start", "obj_end", "rules")
+BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+REASON_LEAST_CONFIDENT = "least_confident"
+REASON_PATTERN_SAMPLE = "pattern_sample"
+
+
+@dataclass
+class ReviewItem:
+    example: Example
+    reason: str  # least_confident | pattern_sample
+    predicted: str | None = None  # model's decision (None: no model)
+    confidence: float | None = None
+    allowed_labels: list[str] = field(default_factory=list)
+
+    @property
+    def pattern_label(self) -> str:
+        return self.example.label
+
+
+def allowed_labels_for(subj_type: str, obj_type: str, allowed: Mapping[str, Iterable[Sequence[str]]]) -> list[str]:
+    """The relations the schema allows for a (subject type, object type) pair, then NO_RELATION."""
+    return [rel for rel, args in allowed.items() if (subj_type, obj_type) in {tuple(a) for a in args}] + [NO_RELATION]
+
+
+# --- selecting a batch --------------------------------------------------------------------
+
+
+def select_batch(examples: Sequence[Example], predicted: Sequence[str] | None, confidence: Sequence[float] | None,
+                 classes: Sequence[str], per_class: int, seed: int, allowed: Mapping[str, Iterable[Sequence[str]]],
+                 exclude_ids: Iterable[str] = ()) -> list[ReviewItem]:
+    """Per class: the least confident predictions, then a seeded sample of pattern-labelled
+    examples not already chosen. The same inputs and seed give the same batch."""
+    skip = set(exclude_ids)
+    pool = [i for i, e in enumerate(examples) if e.id not in skip]
+    chosen: dict[int, ReviewItem] = {}
+
+    def item(i: int, reason: str) -> ReviewItem:
+        e = examples[i]
+        return ReviewItem(e, reason, predicted[i] if predicted is not None else None,
+                          round(float(confidence[i]), 4) if confidence is not None else None,
+                          allowed_labels_for(e.subj.type, e.obj.type, allowed))
+
+    for cls in classes:
+        if predicted is not None and confidence is not None:
+            mine = sorted((i for i in pool if predicted[i] == cls and i not in chosen),
+                          key=lambda i: (confidence[i], examples[i].id))
+            for i in mine[:per_class]:
+                chosen[i] = item(i, REASON_LEAST_CONFIDENT)
+        labelled = sorted((i for i in pool if examples[i].label == cls and i not in chosen),
+                          key=lambda i: examples[i].id)  # sorted first: the sample ignores input order
+        rng = random.Random(f"{seed}:{cls}")
+        for i in rng.sample(labelled, min(per_class, len(labelled))):
+            chosen[i] = item(i, REASON_PATTERN_SAMPLE)
+    return list(chosen.values())
+
+
+# --- export formats -------------------------------------------------------------------------
+
+
+def marked_sentence(ex: Example) -> str:
+    """The sentence with [[subject]] and <<object>> marked."""
+    marks = sorted([(ex.subj.start, ex.subj.end, "[[", "]]"), (ex.obj.start, ex.obj.end, "<<", ">>")], reverse=True)
+    text = ex.text
+    for s, e, left, right in marks:
+        text = text[:s] + left + text[s:e] + right + text[e:]
+    return text
+
+
+def entity_label(role: str, etype: str) -> str:
+    return f"{'SUBJ' if role == 'subj' else 'OBJ'}-{etype}"
+
+
+def label_config(entity_types: Sequence[str], relations: Sequence[str]) -> str:
+    """Label Studio labelling config: the sentence, role+type span labels, one relation choice."""
+    labels = "\n".join(f"    <Label value={quoteattr(entity_label(r, t))}/>" for r in ("subj", "obj") for t in entity_types)
+    choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in [*relations, NO_RELATION])
+    return f"""<View>
+  <Header value="Which relation does the sentence state between the subject (SUBJ) and the object (OBJ)?"/>
+  <Text name="pair" value="$pair"/>
+  <Labels name="entity" toName="text">
+{labels}
+  </Labels>
+  <Text name="text" value="$text"/>
+  <Choices name="relation" toName="text" choice="single" showInline="true" required="true">
+{choices}
+  </Choices>
+  <TextArea name="notes" toName="text" placeholder="notes (optional)" maxSubmissions="1"/>
+</View>
+"""
+
+
+def _task_data(it: ReviewItem) -> dict[str, Any]:
+    e = it.example
+    return {
+        "text": e.text,
+        "pair": f"SUBJ {e.subj.text} ({e.subj.type}) -> OBJ {e.obj.text} ({e.obj.type}); "
+                f"model: {it.predicted or '-'}; patterns: {it.pattern_label}",
+        "example_id": e.id, "doc_id": e.doc_id, "sent_id": e.sent_id, "page": e.page, "section": e.section,
+        "subj_start": e.subj.start, "subj_end": e.subj.end, "subj_type": e.subj.type, "subj_text": e.subj.text,
+        "obj_start": e.obj.start, "obj_end": e.obj.end, "obj_type": e.obj.type, "obj_text": e.obj.text,
+        "pattern_label": it.pattern_label, "predicted": it.predicted, "confidence": it.confidence,
+        "reason": it.reason, "rules": list(e.rules), "allowed_labels": list(it.allowed_labels),
+    }
+
+
+def label_studio_tasks(items: Sequence[ReviewItem], model_version: str = "relmine") -> list[dict[str, Any]]:
+    tasks = []
+    for it in items:
+        e = it.example
+        proposed = it.predicted or it.pattern_label
+        result = [
+            {"id": "subj", "from_name": "entity", "to_name": "text", "type": "labels",
+             "value": {"start": e.subj.start, "end": e.subj.end, "text": e.subj.text,
+                       "labels": [entity_label("subj", e.subj.type)]}},
+            {"id": "obj", "from_name": "entity", "to_name": "text", "type": "labels",
+             "value": {"start": e.obj.start, "end": e.obj.end, "text": e.obj.text,
+                       "labels": [entity_label("obj", e.obj.type)]}},
+            {"id": "rel", "from_name": "relation", "to_name": "text", "type": "choices",
+             "value": {"choices": [proposed]}},
+        ]
+        pred: dict[str, Any] = {"model_version": model_version if it.predicted else "patterns", "result": result}
+        if it.confidence is not None:
+            pred["score"] = it.confidence
+        tasks.append({"data": _task_data(it), "predictions": [pred]})
+    return tasks
+
+
+def review_csv(items: Sequence[ReviewItem]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for it in items:
+        e = it.example
+        w.writerow({
+            "id": e.id, "doc_id": e.doc_id, "page": e.page, "section": e.section, "sentence": marked_sentence(e),
+            "subject": e.subj.text, "subject_type": e.subj.type, "object": e.obj.text, "object_type": e.obj.type,
+            "predicted": it.predicted or "", "confidence": "" if it.confidence is None else it.confidence,
+            "pattern_label": it.pattern_label, "reason": it.reason, "allowed_labels": " | ".join(it.allowed_labels),
+            "reviewer_label": "", "notes": "", "sent_id": e.sent_id, "text": e.text,
+            "subj_start": e.subj.start, "subj_end": e.subj.end, "obj_start": e.obj.start, "obj_end": e.obj.end,
+            "rules": " ".join(e.rules),
+        })
+    return buf.getvalue()
+
+
+# --- import ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    examples: list[Example]
+    skipped: list[str]  # rows/tasks without a reviewer label
+    duplicates: int = 0
+
+
+class LabelChecker:
+    """Turns a reviewer's label into a schema label, or an InputError naming the row."""
+
+    def __init__(self, allowed: Mapping[str, Iterable[Sequence[str]]], source: str):
+        self.allowed = {rel: {tuple(a) for a in args} for rel, args in allowed.items()}
+        self.names = [*self.allowed, NO_RELATION]
+        self.by_fold = {n.casefold(): n for n in self.names}
+        self.source = source
+
+    def __call__(self, raw: str, where: str, subj_type: str, obj_type: str) -> str:
+        label = self.by_fold.get(raw.strip().casefold())
+        if label is None:
+            raise InputError(f"{self.source}: {where}: unknown label {raw.strip()!r}; allowed labels: "
+                             f"{', '.join(self.names)}; fix the label and import again")
+        if label != NO_RELATION and (subj_type, obj_type) not in self.allowed[label]:
+            ok = [r for r in self.names if r == NO_RELATION or (subj_type, obj_type) in self.allowed[r]]
+            raise InputError(f"{self.source}: {where}: label {label!r} does not take a {subj_type} subject and a "
+                             f"{obj_type} object; allowed labels for this pair: {', '.join(ok)}; "
+                             "fix the label and import again")
+        return label
+
+
+def _gold(ex_id: str, doc_id: str, sent_id: int, text: str, subj: Span, obj: Span, label: str, rules: list[str],
+          page: int, section: str, source: str, where: str) -> Example:
+    ex = Example(id=ex_id, doc_id=doc_id, sent_id=sent_id, text=text, subj=subj, obj=obj, label=label,
+                 rules=rules, origin="gold", page=page, section=section)
+    try:
+        ex.validate()
+    except ValueError as exc:
+        raise InputError(f"{source}: {where}: {exc}; fix the row's spans or export the batch again") from exc
+    return ex
+
+
+def _int(v: Any, source: str, where: str, name: str) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{source}: {where}: column {name!r} = {v!r} is not a number; "
+                         "fix: keep the exported columns unchanged") from exc
+
+
+def read_review_csv(path: str | Path, allowed: Mapping[str, Iterable[Sequence[str]]]) -> ImportResult:
+    path = Path(path)
+    check = LabelChecker(allowed, str(path))
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # spreadsheets often add a BOM
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read it ({exc}); fix: save the sheet as UTF-8 CSV") from exc
+    reader = csv.DictReader(io.StringIO(text))
+    need = {"id", "reviewer_label", "text", "subj_start", "subj_end", "obj_start", "obj_end", "subject_type",
+            "object_type"}
+    missing = sorted(need - set(reader.fieldnames or []))
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; fix: fill in the batch.csv written by "
+                         "`python -m flows.review export` without removing columns")
+    out, skipped = [], []
+    for lineno, row in enumerate(reader, 2):  # line 1 is the header
+        where = f"line {lineno} (id {row.get('id')})"
+        raw = (row.get("reviewer_label") or "").strip()
+        if not raw:
+            skipped.append(row.get("id") or where)
+            continue
+        st, ot = row["subject_type"], row["object_type"]
+        label = check(raw, where, st, ot)
+        t = row["text"]
+        ss, se = _int(row["subj_start"], str(path), where, "subj_start"), _int(row["subj_end"], str(path), where, "subj_end")
+        os_, oe = _int(row["obj_start"], str(path), where, "obj_start"), _int(row["obj_end"], str(path), where, "obj_end")
+        out.append(_gold(row["id"], row.get("doc_id", ""), _int(row.get("sent_id") or 0, str(path), where, "sent_id"), t,
+                         Span(ss, se, st, t[ss:se]), Span(os_, oe, ot, t[os_:oe]), label,
+                         (row.get("rules") or "").split(), _int(row.get("page") or 0, str(path), where, "page"),
+                         row.get("section", ""), str(path), where))
+    return ImportResult(out, skipped)
+
+
+def _latest_annotation(task: dict) -> dict | None:
+    anns = [a for a in task.get("annotations") or task.get("completions") or []
+            if not a.get("was_cancelled") and a.get("result")]
+    if not anns:
+        return None
+    return max(anns, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id") or 0))
+
+
+def read_label_studio(path: str | Path, allowed: Mapping[str, Iterable[Sequence[str]]]) -> ImportResult:
+    """A Label Studio JSON export (tasks with ``annotations``) or a JSON-MIN export (flat
+    records with ``relation``). Reviewer span corrections (SUBJ-/OBJ- labels) are kept."""
+    path = Path(path)
+    check = LabelChecker(allowed, str(path))
+    try:
+        tasks = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable JSON export ({exc}); fix: export the project as JSON "
+                         "from Label Studio") from exc
+    if isinstance(tasks, dict):
+        tasks = [tasks]
+    out, skipped = [], []
+    for n, task in enumerate(tasks, 1):
+        data = task.get("data", task)  # JSON-MIN puts the data fields at the top level
+        where = f"task {n} (id {task.get('id', '-')}, example {data.get('example_id', '-')})"
+        if "example_id" not in data or "text" not in data:
+            raise InputError(f"{path}: {where}: no example_id/text in the task data; fix: import the tasks.json "
+                             "written by `python -m flows.review export` into Label Studio and export that project")
+        text = data["text"]
+        subj = Span(int(data["subj_start"]), int(data["subj_end"]), data["subj_type"], text[int(data["subj_start"]):int(data["subj_end"])])
+        obj = Span(int(data["obj_start"]), int(data["obj_end"]), data["obj_type"], text[int(data["obj_start"]):int(data["obj_end"])])
+        raw = None
+        if "annotations" in task or "completions" in task:
+            ann = _latest_annotation(task)
+            for r in (ann or {}).get("result", []):
+                v = r.get("value", {})
+                if r.get("type") == "choices" and v.get("choices"):
+                    raw = v["choices"][0]
+                elif r.get("type") == "labels" and v.get("labels"):
+                    lab = v["labels"][0]
+                    role, _, etype = lab.partition("-")
+                    span = Span(int(v["start"]), int(v["end"]), etype, text[int(v["start"]):int(v["end"])])
+                    if role == "SUBJ":
+                        subj = span
+                    elif role == "OBJ":
+                        obj = span
+        else:
+            rel = data.get("relation")
+            raw = rel[0] if isinstance(rel, list) and rel else (rel if isinstance(rel, str) else None)
+        if not raw or not str(raw).strip():
+            skipped.append(str(data.get("example_id")))
+            continue
+        label = check(str(raw), where, subj.type, obj.type)
+        out.append(_gold(data["example_id"], data.get("doc_id", ""), int(data.get("sent_id") or 0), text, subj, obj,
+                         label, list(data.get("rules") or []), int(data.get("page") or 0), data.get("section", ""),
+                         str(path), where))
+    return ImportResult(out, skipped)
+
+
+def import_batch(path: str | Path, allowed: Mapping[str, Iterable[Sequence[str]]]) -> ImportResult:
+    """Read a finished batch by its extension (.csv, or .json from Label Studio); a
+    duplicated example id keeps its last label."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: not found; fix: give the filled batch.csv or the Label Studio JSON export")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        res = read_review_csv(path, allowed)
+    elif suffix == ".json":
+        res = read_label_studio(path, allowed)
+    else:
+        raise InputError(f"{path}: unknown batch format {suffix!r}; fix: give a .csv (filled batch.csv) or a "
+                         ".json (Label Studio export)")
+    by_id: dict[str, Example] = {}
+    for ex in res.examples:
+        by_id[ex.id] = ex
+    res.duplicates = len(res.examples) - len(by_id)
+    res.examples = list(by_id.values())
+    return res
+
+
+def check_batch_name(name: str) -> str:
+    if not BATCH_NAME.match(name):
+        raise InputError(f"batch name {name!r}: use letters, digits, '_', '-' or '.' (it names "
+                         "data/gold/<batch>.jsonl); fix: e.g. --batch review-001")
+    return name
