@@ -138,6 +138,13 @@ def run(quick: bool = False) -> dict:
         fp32 = M.load_model(tmp_p / "model", device="cpu", dtype="float32")
         fp32.predict_proba(infer[:64])
         infer_fp32 = rate(len(infer), repeat(lambda: fp32.predict_proba(infer, 64), 1))
+        # int8 dynamic quantization (dtype: int8 in extract/evaluate params): speed, and how
+        # often its decision differs from float32 on the same pairs
+        int8 = M.load_model(tmp_p / "model", device="cpu", dtype="int8")
+        int8.predict_proba(infer[:64])
+        infer_int8 = rate(len(infer), repeat(lambda: int8.predict_proba(infer, 64), 1 if quick else 3))
+        agree = (fp32.predict_proba(infer, 64).argmax(-1) == int8.predict_proba(infer, 64).argmax(-1))
+        agree_int8 = float(agree.float().mean())
     figures = {
         "data": source, "n_train": n_train, "n_infer": n_infer, "quick": quick,
         "threads": torch.get_num_threads(), "model": p.model,
@@ -150,8 +157,12 @@ def run(quick: bool = False) -> dict:
         "infer_pairs_per_s": round(infer_t["per_s"], 1),
         "infer_dtype": str(model.autocast or torch.float32).replace("torch.", ""),
         "infer_pairs_per_s_float32": round(infer_fp32["per_s"], 1),
+        "infer_pairs_per_s_int8": round(infer_int8["per_s"], 1),
+        "int8_agreement_with_float32": round(agree_int8, 4),
+        "infer_mean_tokens": round(statistics.mean(len(e.input_ids) for e in model.encoder.encode(infer)), 1),
         "goals": {"train_no_slower_than_trainer": ours_sps >= hf["samples_per_s"],
-                  "infer_at_least_200_pairs_per_s": infer_t["per_s"] >= 200},
+                  "infer_at_least_200_pairs_per_s": infer_t["per_s"] >= 200,
+                  "infer_int8_at_least_200_pairs_per_s": infer_int8["per_s"] >= 200},
         "params": {k: v for k, v in dataclasses.asdict(p).items()
                    if k in ("lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "batch_size",
                             "max_length", "lr")},
@@ -167,7 +178,8 @@ def main() -> None:
     fig = run(ap.parse_args().quick)
     print(f"train {fig['train_samples_per_s']} samples/s (HF Trainer {fig['hf_trainer_samples_per_s']}); "
           f"inference {fig['infer_pairs_per_s']} pairs/s ({fig['infer_dtype']}), "
-          f"{fig['infer_pairs_per_s_float32']} in float32")
+          f"{fig['infer_pairs_per_s_float32']} in float32, {fig['infer_pairs_per_s_int8']} in int8 "
+          f"({fig['int8_agreement_with_float32']:.1%} same decisions)")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import cli_args, load_params, run_main
 from stages.calibrate import Calibration, fit_calibration, model_fingerprint, save_calibration
 from stages.errors import InputError
+from stages.params import check_inference_dtype
 from stages.records import atomic_write_json
 
 
@@ -46,8 +47,7 @@ class CalibrateParams:
             raise ValueError("bins must be between 2 and 100")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError("dtype must be auto, float32, bfloat16 or float16")
+        check_inference_dtype(self.dtype)
 
 
 def schema_args(relation_patterns: str, entity_patterns: str) -> dict[str, list[list[str]]]:

@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import cli_args, load_params, load_run_params, make_task_runner, run_main
 from stages.errors import InputError
+from stages.params import check_inference_dtype
 from stages.records import AnnotatedSentence, Example, Sentence, read_records, to_dict
 
 
@@ -46,8 +47,7 @@ class ExtractParams:
             raise ValueError("min_confidence must be in [0, 1] (or null)")
         if self.batch_size < 1 or self.regex_timeout_s <= 0:
             raise ValueError("batch_size must be >= 1 and regex_timeout_s > 0")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError("dtype must be auto, float32, bfloat16 or float16")
+        check_inference_dtype(self.dtype)
 
 
 def collect_pdfs(paths: list[str]) -> tuple[list[Path], list[dict[str, str]]]:

@@ -31,6 +31,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import PARAMS_FILE, load_params, run_main
 from stages.errors import InputError
+from stages.params import check_inference_dtype
 from stages.records import Example, atomic_write_json, atomic_write_text, iter_jsonl, write_jsonl
 
 
@@ -53,6 +54,7 @@ class ReviewParams:
             raise ValueError("per_class must be >= 1")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        check_inference_dtype(self.dtype)
 
 
 def read_example_sources(sources: list[str]) -> list[Example]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .records import Example, atomic_write_text, write_jsonl
+from .params import check_inference_dtype
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,7 @@ class EvalParams:
             raise ValueError("bootstrap must be >= 0")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError("dtype must be auto, float32, bfloat16 or float16")
+        check_inference_dtype(self.dtype)
 
 
 # --- the metric module ----------------------------------------------------------------

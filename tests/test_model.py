@@ -194,6 +194,22 @@ def test_tiny_bert_trains_saves_and_reloads_identically(tiny_bert, tmp_path):
     assert torch.equal(init.encoder.get_input_embeddings().weight[word],
                        loaded.model.encoder.get_input_embeddings().weight[word])
 
+    # int8 inference: every Linear is quantized, and the probabilities stay close to float32
+    int8 = M.load_model(folder, device="cpu", dtype="int8")
+    mods = list(int8.model.modules())
+    assert not any(isinstance(m, torch.nn.Linear) for m in mods)
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in mods)
+    p3 = int8.predict_proba(dev)
+    assert torch.allclose(p3.sum(-1), torch.ones(len(dev)), atol=1e-4)
+    assert (p3 - p1).abs().max() < 0.1
+
+
+def test_inference_dtype_is_validated():
+    from stages.evaluate import EvalParams
+
+    with pytest.raises(ValueError, match="dtype must be one of .*int8"):
+        EvalParams(dtype="int4").check()
+
 
 def _tok(folder: Path):
     from transformers import AutoTokenizer
