@@ -93,7 +93,7 @@ def probe(stage: str, with_prefect: bool) -> None:
         return
     from prefect import flow, task
 
-    from flows.common import load_run_params, make_task_runner
+    from flows.common import load_run_params, make_task_runner, run_main
 
     noop_task = task(name=f"{stage}-noop")(_noop)
 
@@ -105,7 +105,9 @@ def probe(stage: str, with_prefect: bool) -> None:
     trivial = flow(name=stage)(body)
     if stage in MAPPED:
         trivial = trivial.with_options(task_runner=make_task_runner(load_run_params(ROOT / "params.yaml")))
-    assert trivial() == items
+    out: list[int] = []
+    run_main(lambda: out.extend(trivial()))  # the stages' entry point, with its Prefect settings
+    assert out == items
 
 
 # ---------------------------------------------------------------- measurements

@@ -85,11 +85,32 @@ def run_main(fn, *args, **kwargs) -> None:
             lg.addHandler(handler)
         lg.setLevel(logging.INFO)
         lg.propagate = False
+    # at exit Prefect drains its event queue and warns "Still processing items" when a short
+    # run ends with events queued; they are still sent, so the warning is only noise
+    logging.getLogger("EventsWorker").setLevel(logging.ERROR)
     try:
-        fn(*args, **kwargs)
+        with _no_flow_heartbeats():
+            fn(*args, **kwargs)
     except (ParamsError, InputError) as exc:
         print(f"relmine: error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def _no_flow_heartbeats():
+    """Flow-run heartbeats off for one-shot CLI runs (DVC stages, extract, review).
+
+    Prefect's heartbeat thread sleeps in 1 s steps and is joined when the flow ends, which
+    adds up to 1 s to every stage. Heartbeats exist to flag crashed runs of deployments
+    that a worker watches; a stage run by `dvc repro` reports its own crash. Served
+    deployments (flows.ingest serve) keep them. RELMINE_PREFECT_HEARTBEATS=1 keeps them here too.
+    """
+    import contextlib
+
+    if os.environ.get("RELMINE_PREFECT_HEARTBEATS") == "1":
+        return contextlib.nullcontext()
+    import prefect.settings as ps
+
+    return ps.temporary_settings(updates={ps.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
 
 def new_tmp_dir(out: Path) -> Path:
