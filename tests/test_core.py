@@ -93,3 +93,21 @@ def test_every_params_section_of_the_project_is_valid():
 
     run = load_run_params()
     assert run.task_runner in ("threads", "dask")
+
+
+def test_cli_flows_run_without_heartbeats_unless_asked(monkeypatch):
+    """Stage entry points turn Prefect's flow heartbeats off (their thread is joined at exit)."""
+    from prefect.settings import get_current_settings
+
+    from flows.common import run_main
+
+    def frequency(seen: list) -> None:
+        seen.append(get_current_settings().flows.heartbeat_frequency)
+
+    seen: list = []
+    monkeypatch.delenv("RELMINE_PREFECT_HEARTBEATS", raising=False)
+    run_main(frequency, seen)
+    monkeypatch.setenv("RELMINE_PREFECT_HEARTBEATS", "1")
+    run_main(frequency, seen)
+    assert seen[0] is None and seen[1] == get_current_settings().flows.heartbeat_frequency
+    assert seen[1] is not None
