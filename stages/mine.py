@@ -1305,7 +1305,9 @@ class WorkerPool:
         # start-up (imports) is not the paper's fault: allow for it on top of the limit
         grace = 30.0
         try:
-            answer = w.request(path, params, params.paper_timeout_s + grace)
+            # the worker runs in the project root: a relative path would resolve there, not
+            # in the caller's working folder (flows run elsewhere, e.g. the benchmarks')
+            answer = w.request(str(Path(path).resolve()), params, params.paper_timeout_s + grace)
         except (OSError, PaperError) as exc:
             w.kill()
             return PaperResult(Path(path).stem, path, error=f"worker failed: {exc}")
@@ -1313,7 +1315,9 @@ class WorkerPool:
             return PaperResult(Path(path).stem, path, error=f"timeout: over {params.paper_timeout_s:g} s (worker killed)")
         with self._lock:
             self._idle.append(w)
-        return PaperResult.from_json(answer)
+        res = PaperResult.from_json(answer)
+        res.path = path  # as the caller named it
+        return res
 
     def close(self) -> None:
         with self._lock:

@@ -258,6 +258,15 @@ def test_time_limit_reports_timeout(sample_papers):
     assert res.error and res.error.startswith("timeout")
 
 
+def test_isolated_worker_resolves_relative_paths_in_the_callers_folder(tmp_path, monkeypatch, hard_pdfs):
+    # a paper that exists only in the caller's folder, not under the project root
+    shutil.copy2(hard_pdfs / "webb2017_PeerJCS_VESPA_CC-BY-4.0.pdf", tmp_path / "only_here.pdf")
+    monkeypatch.chdir(tmp_path)
+    res = mine_paper_isolated("only_here.pdf", MineParams(ocr=False, isolate=True))
+    assert res.error is None and len(res.sentences) > 50
+    assert res.path == "only_here.pdf" and res.doc_id == "only_here"
+
+
 def test_image_only_page_skipped_without_ocr(hard_pdfs):
     res = mine_paper(hard_pdfs / "scan_imageonly_HuckFinn_p22_PublicDomain.pdf", FAST)
     assert res.error is None and res.sentences == []
