@@ -101,7 +101,12 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rows.append(("training, samples/s", _fmt(t.get("train_samples_per_s")),
                      f"HF Trainer {_fmt(t.get('hf_trainer_samples_per_s'))}",
                      f"{_fmt(t.get('speed_ratio_vs_trainer'))}x"))
-        rows.append(("inference, pairs/s", _fmt(t.get("infer_pairs_per_s")), "-", "goal 200"))
+        rows.append(("inference, pairs/s", _fmt(t.get("infer_pairs_per_s")),
+                     f"{t.get('infer_dtype', 'float32')}, {_fmt(t.get('infer_mean_tokens'))} tokens/pair", "goal 200"))
+        if t.get("infer_pairs_per_s_int8") is not None:
+            rows.append(("inference int8 (`dtype: int8`), pairs/s", _fmt(t.get("infer_pairs_per_s_int8")),
+                         f"{_fmt(100 * t.get('int8_agreement_with_float32', 0))}% same decisions as float32",
+                         "goal 200"))
     e = f.get("extract", {})
     if e:
         rows.append(("extract, pairs/s", _fmt(e.get("pairs_per_s") or _get(e, "pairs_per_s", "median")), "-", "-"))
@@ -114,6 +119,11 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         temp = _get(o, "prefect_overhead", "temporary_server", "median_s") or o.get("overhead_temporary_server_s")
         rows.append(("Prefect overhead per flow, s", f"local server {_fmt(local)}", f"temporary server {_fmt(temp)}",
                      "goal < 3 s (local)"))
+    sem = f.get("semeval", {})
+    if sem.get("official_macro_f1") is not None:
+        rows.append(("SemEval-2010 Task 8, official macro-F1", _fmt(sem["official_macro_f1"]),
+                     "R-BERT (BERT-large) 89.25",
+                     f"{sem.get('n_train')} train, {_fmt(sem.get('wall_seconds'))} s; goal 83 in < 1 h"))
     s = f.get("scaling", {})
     for key in ("x1", "x3"):
         if key in s:
@@ -122,6 +132,20 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                          f"add one paper {_fmt(s[key]['add_one_paper']['total']['median_s'])}",
                          f"{_fmt(s[key]['add_one_vs_full_ratio'])} of a rebuild"))
     return rows
+
+
+def with_earlier_figures(results: dict[str, Any]) -> dict[str, Any]:
+    """The figures of this run, plus those in reports/bench/*.json of benchmarks it did not run
+    (--only, and semeval, which is separate: about 20 minutes), marked with their date."""
+    merged = dict(results)
+    for name in [*BENCHMARKS, "semeval"]:
+        path = BENCH_DIR / f"{name}.json"
+        if name in merged or not path.exists():
+            continue
+        figures = json.loads(path.read_text(encoding="utf-8"))
+        merged[name] = {"ok": True, "figures": figures,
+                        "wall_s": f"not run (figures of {_get(figures, 'machine', 'date', default='an earlier run')})"}
+    return merged
 
 
 def markdown(results: dict[str, Any], quick: bool) -> str:
@@ -140,7 +164,9 @@ def markdown(results: dict[str, Any], quick: bool) -> str:
     failed = {k: v["error"] for k, v in results.items() if not v.get("ok")}
     if failed:
         lines += ["", "## Benchmarks that failed", ""] + [f"- {k}: {v}" for k, v in failed.items()]
-    lines += ["", "Wall time per benchmark: " + ", ".join(f"{k} {v['wall_s']} s" for k, v in results.items()), ""]
+    lines += ["", "Wall time per benchmark: " + ", ".join(
+        f"{k} {v['wall_s']} s" if isinstance(v["wall_s"], (int, float)) else f"{k} {v['wall_s']}"
+        for k, v in results.items()), ""]
     return "\n".join(lines)
 
 
@@ -151,10 +177,11 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench.md"))
     args = ap.parse_args()
     results = run_all(args.quick, [s for s in args.only.split(",") if s] or None)
+    ok = all(v.get("ok") for v in results.values())
     atomic_write_json(BENCH_DIR / "summary.json", {"machine": machine(), "quick": args.quick, "results": results})
-    atomic_write_text(args.out, markdown(results, args.quick))
+    atomic_write_text(args.out, markdown(with_earlier_figures(results), args.quick))
     print(Path(args.out).read_text())
-    sys.exit(0 if all(v.get("ok") for v in results.values()) else 1)
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
