@@ -71,7 +71,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated in favour of torchao but still ships with the
-        # pinned torch 2.13; torchao's CPU int8 path is not faster on our AVX2 machines
+        # pinned torch 2.13 (torchao would be one more dependency for one option)
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
 
