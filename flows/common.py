@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -104,8 +105,6 @@ def _no_flow_heartbeats():
     that a worker watches; a stage run by `dvc repro` reports its own crash. Served
     deployments (flows.ingest serve) keep them. RELMINE_PREFECT_HEARTBEATS=1 keeps them here too.
     """
-    import contextlib
-
     if os.environ.get("RELMINE_PREFECT_HEARTBEATS") == "1":
         return contextlib.nullcontext()
     import prefect.settings as ps

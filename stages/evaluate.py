@@ -16,8 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .records import Example, atomic_write_text, write_jsonl
 from .params import check_inference_dtype
+from .records import Example, atomic_write_text, write_jsonl
 
 log = logging.getLogger(__name__)
 

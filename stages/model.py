@@ -425,7 +425,6 @@ class RelationClassifier:
         self.device = pick_device(device)
         if dtype == "int8" and self.device.type != "cpu":
             dtype = "auto"  # int8 dynamic quantization is a CPU kernel; GPUs get bf16/fp16
-        self.dtype = dtype
         self.autocast = autocast_dtype(self.device, dtype)
         model = model.to(self.device).eval()
         self.model = quantize_int8(model) if dtype == "int8" else model

@@ -102,7 +102,8 @@ def _type_name(tp: Any) -> str:
 
 
 # inference precisions a params file may name; int8 = dynamic int8 quantization of the
-# Linear layers on CPU (~1.7x float32 throughput on AVX2, ~1% of argmax decisions change)
+# Linear layers on CPU (1.7x float32 throughput here; it changed 1.2% of the decisions of the
+# pipeline's trained model, 17% of a barely trained one: reports/bench/train.json)
 INFERENCE_DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 
 
