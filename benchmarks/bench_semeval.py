@@ -67,7 +67,7 @@ def run(quick: bool = False, train_size: int = 0, test_size: int = 0, epochs: in
         result = train_model(p, train, dev)
         model = load_model(p.out_dir)
         t0 = time.perf_counter()
-        probs = model.predict_proba(test, 64)
+        probs = model.predict_proba(test, p.eval_batch_size)
         infer_s = time.perf_counter() - t0
     pred = [model.labels[i] for i in probs.argmax(-1).tolist()]
     gold = [e.label for e in test]

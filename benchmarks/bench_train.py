@@ -134,13 +134,13 @@ def run(quick: bool = False) -> dict:
         ours_sps = statistics.median(our_runs)
         model = M.load_model(tmp_p / "model", device="cpu")
         model.predict_proba(infer[:64])  # warm-up
-        infer_t = rate(len(infer), repeat(lambda: model.predict_proba(infer, 64), 1 if quick else 3))
+        infer_t = rate(len(infer), repeat(lambda: model.predict_proba(infer, p.eval_batch_size), 1 if quick else 3))
         fp32 = M.load_model(tmp_p / "model", device="cpu", dtype="float32")
         fp32.predict_proba(infer[:64])
         last: dict[str, torch.Tensor] = {}  # the probabilities of the last timed pass, per dtype
 
         def timed_pass(name: str, m: M.RelationClassifier) -> None:
-            last[name] = m.predict_proba(infer, 64)
+            last[name] = m.predict_proba(infer, p.eval_batch_size)
 
         infer_fp32 = rate(len(infer), repeat(lambda: timed_pass("float32", fp32), 1))
         # int8 dynamic quantization (dtype: int8 in extract/evaluate params): speed, and how
@@ -169,7 +169,7 @@ def run(quick: bool = False) -> dict:
                   "infer_int8_at_least_200_pairs_per_s": infer_int8["per_s"] >= 200},
         "params": {k: v for k, v in dataclasses.asdict(p).items()
                    if k in ("lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "batch_size",
-                            "max_length", "lr")},
+                            "eval_batch_size", "max_length", "lr")},
         "note": "2 shared cores: other jobs running at the same time move both figures; compare the ratio",
     }
     write("train", figures)

@@ -39,7 +39,7 @@ class CalibrateParams:
     out: str = "models/relmine.calibration.json"
     report: str = "reports/calibration.json"
     bins: int = 15  # equal-width confidence bins for the ECE
-    batch_size: int = 64
+    batch_size: int = 32
     dtype: str = "auto"  # as extract and evaluate use the model
 
     def check(self) -> None:

@@ -39,7 +39,7 @@ class ExtractParams:
     skip_sections: list[str] = field(default_factory=lambda: ["references"])
     regex_timeout_s: float = 1.0
     min_confidence: float | None = None  # set: replaces every per-relation threshold
-    batch_size: int = 64
+    batch_size: int = 32
     dtype: str = "auto"
 
     def check(self) -> None:

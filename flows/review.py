@@ -46,7 +46,7 @@ class ReviewParams:
     relation_patterns: str = "data/patterns/relations.yaml"
     per_class: int = 10
     seed: int = 13
-    batch_size: int = 64
+    batch_size: int = 32
     dtype: str = "auto"
 
     def check(self) -> None:

@@ -33,7 +33,7 @@ class EvalParams:
     gold_dir: str = "data/gold"
     reports_dir: str = "reports"
     bootstrap: int = 1000          # resamples for the 95% intervals (0: none)
-    batch_size: int = 64
+    batch_size: int = 32
     dtype: str = "auto"            # auto (bf16 where the CPU/GPU has it) | float32 | bfloat16
     seed: int = 13
     # score what `extract` outputs: calibrated per-relation thresholds + the schema's type

@@ -296,7 +296,12 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
 
 
 class MarkerClassifier(nn.Module):
-    """Encoder + head over [CLS] ++ h(E1 start) ++ h(E2 start)."""
+    """Encoder + head over [CLS] ++ h(E1 start) ++ h(E2 start).
+
+    The head reads three positions, so for a BERT encoder the last layer is computed for those
+    three queries only (keys and values still span the sentence): the same numbers as the full
+    forward, about 15% less work in training and inference. Other architectures run in full.
+    """
 
     def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1):
         super().__init__()
@@ -306,13 +311,55 @@ class MarkerClassifier(nn.Module):
             nn.Dropout(dropout), nn.Linear(3 * hidden, hidden), nn.GELU(), nn.Dropout(dropout),
             nn.Linear(hidden, num_labels),
         )
+        self.last_layer_at_read_positions = is_plain_bert(encoder)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, e1_pos: torch.Tensor,
                 e2_pos: torch.Tensor, **_: Any) -> torch.Tensor:
-        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        rows = torch.arange(h.size(0), device=h.device)
-        feats = torch.cat([h[:, 0], h[rows, e1_pos], h[rows, e2_pos]], dim=-1)
-        return self.classifier(feats)
+        pos = torch.stack([torch.zeros_like(e1_pos), e1_pos, e2_pos], dim=1)  # [CLS], E1, E2
+        if self.last_layer_at_read_positions:
+            states = bert_states_at(self.encoder, input_ids, attention_mask, pos)
+        else:
+            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            states = h[torch.arange(h.size(0), device=h.device)[:, None], pos]
+        return self.classifier(states.flatten(1))
+
+
+def is_plain_bert(encoder: nn.Module) -> bool:
+    """A BertModel encoder (BERT, MiniLM, BioBERT, SciBERT...) that bert_states_at can run."""
+    config = getattr(encoder, "config", None)
+    return (getattr(config, "model_type", None) == "bert" and not config.is_decoder
+            and not getattr(config, "add_cross_attention", False)
+            and hasattr(encoder, "embeddings") and hasattr(getattr(encoder, "encoder", None), "layer"))
+
+
+def bert_states_at(bert: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   pos: torch.Tensor) -> torch.Tensor:
+    """Last-layer states of a BertModel at positions pos (batch, k): (batch, k, hidden).
+
+    BertModel.forward (embeddings, bidirectional mask, layers) up to the last layer, then the
+    last layer with queries at pos only; its modules are called as they are, so LoRA wrappers
+    and int8-quantized linears work unchanged. Equality with the full forward is tested.
+    """
+    from transformers.masking_utils import create_bidirectional_mask
+
+    h = bert.embeddings(input_ids=input_ids)
+    mask = create_bidirectional_mask(config=bert.config, inputs_embeds=h, attention_mask=attention_mask)
+    *lower, last = bert.encoder.layer
+    for layer in lower:
+        h = layer(h, mask)
+    b, t, hidden = h.shape
+    k = pos.size(1)
+    sa = last.attention.self
+    heads, size = sa.num_attention_heads, sa.attention_head_size
+    hq = h[torch.arange(b, device=h.device)[:, None], pos]
+    q = sa.query(hq).view(b, k, heads, size).transpose(1, 2)
+    key = sa.key(h).view(b, t, heads, size).transpose(1, 2)
+    value = sa.value(h).view(b, t, heads, size).transpose(1, 2)
+    keep = attention_mask[:, None, None, :].to(torch.bool)
+    a = nn.functional.scaled_dot_product_attention(
+        q, key, value, attn_mask=keep, dropout_p=sa.dropout.p if sa.training else 0.0, scale=sa.scaling)
+    a = last.attention.output(a.transpose(1, 2).reshape(b, k, hidden), hq)
+    return last.output(last.intermediate(a), a)
 
 
 def embedding_module_name(model: nn.Module) -> str:
@@ -433,7 +480,7 @@ class RelationClassifier:
     def label2id(self) -> dict[str, int]:
         return meta_label2id(self.labels)
 
-    def logits(self, examples: Sequence[Example], batch_size: int = 64) -> torch.Tensor:
+    def logits(self, examples: Sequence[Example], batch_size: int = 32) -> torch.Tensor:
         """Raw scores, one row per example (float32, CPU), in input order."""
         enc = self.encoder.encode(examples)
         out = torch.empty((len(enc), len(self.labels)), dtype=torch.float32)
@@ -450,10 +497,10 @@ class RelationClassifier:
                 out[idx] = logits.float().cpu()
         return out
 
-    def predict_proba(self, examples: Sequence[Example], batch_size: int = 64) -> torch.Tensor:
+    def predict_proba(self, examples: Sequence[Example], batch_size: int = 32) -> torch.Tensor:
         return torch.softmax(self.logits(examples, batch_size), dim=-1)
 
-    def predict(self, examples: Sequence[Example], batch_size: int = 64) -> list[str]:
+    def predict(self, examples: Sequence[Example], batch_size: int = 32) -> list[str]:
         probs = self.predict_proba(examples, batch_size)
         return [self.labels[i] for i in probs.argmax(-1).tolist()]
 

@@ -48,7 +48,7 @@ class TrainParams:
     head_dropout: float = 0.1
     max_length: int = 128
     batch_size: int = 32
-    eval_batch_size: int = 64
+    eval_batch_size: int = 32
     grad_accum: int = 1
     lr: float = 1e-3
     weight_decay: float = 0.01

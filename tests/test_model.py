@@ -227,3 +227,49 @@ def _embedding_rows(peft_model: torch.nn.Module, ids: list[int]) -> torch.Tensor
 def test_load_model_rejects_a_folder_without_a_model(tmp_path):
     with pytest.raises(InputError, match="not a relmine model folder"):
         M.load_model(tmp_path)
+
+
+def _full_forward(net: M.MarkerClassifier, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The reference: every layer over every position, then the three read positions."""
+    h = net.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    rows = torch.arange(h.size(0))
+    return net.classifier(torch.cat([h[:, 0], h[rows, batch["e1_pos"]], h[rows, batch["e2_pos"]]], -1))
+
+
+@pytest.mark.parametrize("which", ["tiny", "minilm"])
+def test_last_layer_at_read_positions_equals_the_full_forward(which, tiny_bert):
+    """Outputs and LoRA gradients are those of the full forward, on padded batches of mixed length."""
+    examples = made_examples()
+    types = M.entity_types_of(examples)
+    path = str(tiny_bert) if which == "tiny" else M.resolve_model_path(M.DEFAULT_MODEL)
+    tok = M.build_tokenizer(path, types)
+    torch.manual_seed(0)
+    net = M.build_network(path, tok, 5, dropout=0.0)
+    assert net.last_layer_at_read_positions
+    batch = M.collate(M.MarkerEncoder(tok, types, 64).encode(examples), tok.pad_token_id)
+    assert (batch["attention_mask"] == 0).any()  # padding is exercised
+    net.eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(net(**batch), _full_forward(net, batch), atol=1e-5, rtol=1e-4)
+
+    model = M.add_lora(net, tok, types, r=4, alpha=8, dropout=0.0, target_modules=["query", "key", "value", "dense"])
+    model.eval()  # no dropout: both passes are deterministic
+    grads = []
+    for forward in (lambda: model(**batch), lambda: _full_forward(model.base_model.model, batch)):
+        model.zero_grad()
+        forward().logsumexp(-1).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and any("lora_A" in n for n in grads[0])
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-5, rtol=1e-3, msg=n)
+
+
+def test_non_bert_encoders_run_the_full_forward():
+    from transformers import DistilBertConfig, DistilBertModel
+
+    enc = DistilBertModel(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32))
+    net = M.MarkerClassifier(enc, 3)
+    assert not net.last_layer_at_read_positions
+    ids = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 2, 0]])
+    out = net(input_ids=ids, attention_mask=(ids > 0).long(), e1_pos=torch.tensor([1, 1]), e2_pos=torch.tensor([3, 2]))
+    assert out.shape == (2, 3)
