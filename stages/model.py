@@ -53,8 +53,11 @@ def cpu_count() -> int:
 
 
 def set_threads() -> None:
-    """One torch thread per available core (the default may oversubscribe a shared box)."""
-    n = cpu_count()
+    """One torch thread per available core, shared among the processes of a multi-process run
+    (the default may oversubscribe a shared box); an explicit OMP_NUM_THREADS wins."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return
+    n = max(1, cpu_count() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
@@ -391,6 +394,10 @@ def build_network(model_path: str, tokenizer: Any, num_labels: int, dropout: flo
         hf_logging.set_verbosity(verbosity)
     # new marker rows start at the mean embedding (transformers' default for added tokens)
     encoder.resize_token_embeddings(len(tokenizer))
+    if getattr(encoder, "pooler", None) is not None:
+        # the head reads token states, never the pooled output: an unused pooler only adds
+        # parameters without gradients, which multi-process (DDP) training rejects
+        encoder.pooler = None
     return MarkerClassifier(encoder, num_labels, dropout)
 
 

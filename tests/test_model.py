@@ -258,7 +258,10 @@ def test_last_layer_at_read_positions_equals_the_full_forward(which, tiny_bert):
     for forward in (lambda: model(**batch), lambda: _full_forward(model.base_model.model, batch)):
         model.zero_grad()
         forward().logsumexp(-1).sum().backward()
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        # every trainable parameter gets a gradient (multi-process DDP training requires it)
+        assert all(p.grad is not None for _, p in trainable), [n for n, p in trainable if p.grad is None]
+        grads.append({n: p.grad.clone() for n, p in trainable})
     assert grads[0].keys() == grads[1].keys() and any("lora_A" in n for n in grads[0])
     for n in grads[0]:
         torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-5, rtol=1e-3, msg=n)

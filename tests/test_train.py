@@ -2,8 +2,10 @@
 imbalance options and full fine-tuning on a tiny local BERT."""
 from __future__ import annotations
 
+import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -119,3 +121,27 @@ def test_early_stopping_on_flat_dev_f1(tiny_bert, tmp_path):
     r = train_model(p, made_examples(repeat=2), made_examples())
     assert r.epochs_run == 3 and r.best_epoch == 1
     assert len({h["dev_macro_f1"] for h in r.history}) == 1
+
+
+def test_two_process_ddp_training_on_cpu(tiny_bert, tmp_path):
+    """The multi-GPU path (accelerate over torch.distributed) with two CPU processes: each rank
+    trains on its half of the batches, the ranks stay in step, rank 0 saves a loadable model.
+    An unused parameter (BERT's pooler) made DDP fail here before it was removed."""
+    import os
+    import subprocess
+    import sys
+
+    out, results = tmp_path / "m", tmp_path / "results"
+    results.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(Path(__file__).parent / "ddp_train.py"), str(tiny_bert), str(out), str(results)],
+        capture_output=True, text=True, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((results / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world_size"] == 2 for r in ranks)
+    assert [r["train_samples"] for r in ranks] == [48, 48]  # 48 examples x 2 epochs, split in two
+    assert ranks[0]["history"] == ranks[1]["history"]  # same weights on both ranks: same dev scores
+    clf = M.load_model(out, device="cpu", dtype="float32")
+    assert clf.predict_proba(made_examples()).shape == (8, len(clf.labels))
