@@ -8,6 +8,7 @@ Multi-GPU: ``accelerate launch -m flows.train`` (one process per GPU; see stages
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,11 @@ def read_examples(path: str, stage: str) -> list[Example]:
     return out
 
 
+def is_main_process() -> bool:
+    """Under `accelerate launch` / torchrun every process runs this flow; rank 0 writes the outputs."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 @task(name="train-model")
 def train_task(params: Any, live_dir: str) -> dict:
     from dvclive import Live
@@ -46,6 +52,8 @@ def train_task(params: Any, live_dir: str) -> dict:
 
     train = read_examples(params.train, "augment")
     dev = read_examples(params.dev, "split")
+    if not is_main_process():  # a second DVCLive writer would clobber rank 0's curves
+        return result_report(train_model(params, train, dev), params)
     # DVCLive writes the curves (dvclive/plots/metrics) that dvc.yaml declares as plots
     with Live(dir=live_dir, save_dvc_exp=False, dvcyaml=None, report=None) as live:
         def log_fn(step: int, metrics: dict[str, float]) -> None:
@@ -63,6 +71,8 @@ def train_flow(params_path: str | None = None, live_dir: str = DVCLIVE_DIR) -> d
 
     params = load_params(TrainParams, "train", params_path)
     report = train_task(params, live_dir)
+    if not is_main_process():
+        return report
     atomic_write_json(params.report, report)
     log.info("trained in %.0f s: %.1f samples/s, %d epochs, best dev macro-F1 %.4f -> %s",
              report["wall_seconds"], report["samples_per_s"], report["epochs_run"], report["best_dev_macro_f1"],

@@ -173,6 +173,14 @@ class TrainResult:
     model: Any = None  # the trained network (best epoch, on CPU), for callers that keep using it
 
 
+def mixed_precision(device: torch.device) -> str:
+    """accelerate's mixed_precision for training: bf16 on a CUDA GPU that has it, else fp16 there;
+    float32 ("no") on CPU, where bf16 training is slower than float32 without native support."""
+    if device.type != "cuda":
+        return "no"
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}[M.autocast_dtype(device, "auto")]
+
+
 def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn: LogFn | None = None,
                 out_dir: str | Path | None = None) -> TrainResult:
     """Train on ``train``, early-stop on ``dev``, save the best model to ``out_dir`` (p.out_dir)."""
@@ -211,9 +219,7 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
     gamma = p.focal_gamma if p.imbalance == "focal" else 0.0
 
     device = M.pick_device(p.device)
-    mixed = M.autocast_dtype(device, "auto") if device.type == "cuda" else None
-    acc = Accelerator(cpu=device.type == "cpu",
-                      mixed_precision={torch.bfloat16: "bf16", torch.float16: "fp16"}.get(mixed, "no"))
+    acc = Accelerator(cpu=device.type == "cpu", mixed_precision=mixed_precision(device))
     decay, no_decay = [], []
     for n, prm in model.named_parameters():
         if prm.requires_grad:

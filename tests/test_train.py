@@ -145,3 +145,15 @@ def test_two_process_ddp_training_on_cpu(tiny_bert, tmp_path):
     assert ranks[0]["history"] == ranks[1]["history"]  # same weights on both ranks: same dev scores
     clf = M.load_model(out, device="cpu", dtype="float32")
     assert clf.predict_proba(made_examples()).shape == (8, len(clf.labels))
+
+
+@pytest.mark.parametrize("bf16,expected", [(True, "bf16"), (False, "fp16")])
+def test_cuda_trains_in_bf16_where_supported_else_fp16(monkeypatch, bf16, expected):
+    """The precision choice alone (no GPU here): CUDA gets bf16 or fp16, CPU float32."""
+    from stages.train import mixed_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    assert mixed_precision(torch.device("cuda")) == expected
+    assert M.autocast_dtype(torch.device("cuda")) == (torch.bfloat16 if bf16 else torch.float16)
+    assert mixed_precision(torch.device("cpu")) == "no"
+    assert M.autocast_dtype(torch.device("cpu"), "float32") is None
