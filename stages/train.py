@@ -173,6 +173,17 @@ class TrainResult:
     model: Any = None  # the trained network (best epoch, on CPU), for callers that keep using it
 
 
+def rank_share(batches: list[list[int]], rank: int, world: int) -> list[list[int]]:
+    """This process's batches: every world-th one, the list first wrapped round to a multiple of
+    world, so that all ranks run the same number of steps (with one fewer, DDP waits forever
+    on the other rank's gradients), as torch's DistributedSampler pads."""
+    if world == 1:
+        return batches
+    short = -len(batches) % world
+    padded = batches + batches[:short]
+    return padded[rank::world]
+
+
 def mixed_precision(device: torch.device) -> str:
     """accelerate's mixed_precision for training: bf16 on a CUDA GPU that has it, else fp16 there;
     float32 ("no") on CPU, where bf16 training is slower than float32 without native support."""
@@ -252,7 +263,7 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
         model.train()
         idx = (rng.choices(range(len(enc)), weights=resample_w, k=len(enc)) if resample_w else None)
         batches = M.length_grouped_batches(lengths, p.batch_size, rng, indices=idx)
-        batches = batches[acc.process_index::acc.num_processes]
+        batches = rank_share(batches, acc.process_index, acc.num_processes)
         t0 = time.perf_counter()
         run_loss, run_n = 0.0, 0
         for b, bidx in enumerate(batches, 1):

@@ -141,7 +141,9 @@ def test_two_process_ddp_training_on_cpu(tiny_bert, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((results / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world_size"] == 2 for r in ranks)
-    assert [r["train_samples"] for r in ranks] == [48, 48]  # 48 examples x 2 epochs, split in two
+    # 11 batches of 4 per epoch, wrapped round to 12 so both ranks take 6 steps (an uneven
+    # share made rank 0 wait forever on rank 1), over 2 epochs
+    assert [r["train_samples"] for r in ranks] == [48, 48]
     assert ranks[0]["history"] == ranks[1]["history"]  # same weights on both ranks: same dev scores
     clf = M.load_model(out, device="cpu", dtype="float32")
     assert clf.predict_proba(made_examples()).shape == (8, len(clf.labels))
@@ -157,3 +159,13 @@ def test_cuda_trains_in_bf16_where_supported_else_fp16(monkeypatch, bf16, expect
     assert M.autocast_dtype(torch.device("cuda")) == (torch.bfloat16 if bf16 else torch.float16)
     assert mixed_precision(torch.device("cpu")) == "no"
     assert M.autocast_dtype(torch.device("cpu"), "float32") is None
+
+
+def test_rank_share_gives_every_rank_the_same_number_of_batches():
+    from stages.train import rank_share
+
+    batches = [[i] for i in range(11)]
+    shares = [rank_share(batches, r, 2) for r in (0, 1)]
+    assert [len(x) for x in shares] == [6, 6]
+    assert sorted(b[0] for x in shares for b in x) == [0, *range(11)]  # all once, batch 0 again
+    assert rank_share(batches, 0, 1) == batches
