@@ -276,3 +276,21 @@ def test_non_bert_encoders_run_the_full_forward():
     ids = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 2, 0]])
     out = net(input_ids=ids, attention_mask=(ids > 0).long(), e1_pos=torch.tensor([1, 1]), e2_pos=torch.tensor([3, 2]))
     assert out.shape == (2, 3)
+
+
+def test_torch_threads_are_shared_among_local_processes(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(M, "cpu_count", lambda: 4)
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+        M.set_threads()
+        assert torch.get_num_threads() == 2
+        monkeypatch.delenv("LOCAL_WORLD_SIZE")
+        M.set_threads()
+        assert torch.get_num_threads() == 4
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # set by the user: left alone
+        M.set_threads()
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
