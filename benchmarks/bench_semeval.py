@@ -39,7 +39,7 @@ from stages.train import TrainParams, train_model  # noqa: E402
 
 SEMEVAL = ROOT.parent / "shared" / "gold" / "semeval2010_task8"
 FULL_TRAIN = 8000
-# What meets the goal on 2 CPU cores (84.8 in 20 min): full fine-tuning of the default encoder
+# What meets the goal on 2 CPU cores (84.8 in 14 min): full fine-tuning of the default encoder
 # at a lower lr, 5 epochs, no imbalance handling (Other is a real class here, not "no relation").
 # The pipeline's LoRA recipe, tuned for small noisy corpora, gave 75.2 on a 2,400-sentence subset.
 SEMEVAL_RECIPE = {"lora": False, "lr": 1e-4, "epochs": 5, "imbalance": "none"}

@@ -102,8 +102,8 @@ def _type_name(tp: Any) -> str:
 
 
 # inference precisions a params file may name; int8 = dynamic int8 quantization of the
-# Linear layers on CPU (1.7x float32 throughput here; it changed 1.2% of the decisions of the
-# pipeline's trained model, 17% of a barely trained one: reports/bench/train.json)
+# Linear layers on CPU (1.2-1.5x float32 throughput here; it changed 3% of the decisions of the
+# pipeline's trained model, 18% of a barely trained one: README, reports/bench/train.json)
 INFERENCE_DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 
 
