@@ -389,7 +389,9 @@ def build_network(model_path: str, tokenizer: Any, num_labels: int, dropout: flo
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the unused pooler / missing head warnings are expected
     try:
-        encoder = _from_pretrained(AutoModel, model_path)
+        # float32 master weights whatever the checkpoint's storage dtype (many hub models are
+        # saved in fp16/bf16, which transformers 5 would keep): mixed precision is autocast's job
+        encoder = _from_pretrained(AutoModel, model_path, dtype=torch.float32)
     finally:
         hf_logging.set_verbosity(verbosity)
     # new marker rows start at the mean embedding (transformers' default for added tokens)

@@ -294,3 +294,21 @@ def test_torch_threads_are_shared_among_local_processes(monkeypatch):
         assert torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_checkpoint_stored_in_fp16_loads_as_float32_and_trains(tiny_bert, tmp_path):
+    """Many hub models are saved in half precision; transformers 5 would keep that dtype, and
+    the float32 head then failed on the encoder's fp16 states."""
+    import shutil
+
+    from transformers import BertModel
+
+    half = tmp_path / "half"
+    shutil.copytree(tiny_bert, half)
+    BertModel.from_pretrained(half).half().save_pretrained(half)
+    types = M.entity_types_of(made_examples())
+    tok = M.build_tokenizer(str(half), types)
+    net = M.build_network(str(half), tok, 3)
+    assert {p.dtype for p in net.parameters()} == {torch.float32}
+    batch = M.collate(M.MarkerEncoder(tok, types, 64).encode(made_examples()), tok.pad_token_id)
+    net(**batch).sum().backward()
