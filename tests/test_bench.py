@@ -31,3 +31,31 @@ def test_bench_runner_writes_figures_and_summary_on_tiny_inputs(tmp_path, sample
     text = md.read_text()
     assert "| mining, pages/s |" in text and "| entities, sentences/s (1 core) |" in text
     assert "Quick mode" in text
+
+
+def test_cuda_check_runs_its_code_on_cpu_and_packs_what_the_gpu_machine_needs(tmp_path, gold_dir):
+    """bench_cuda is run on a lent GPU; here its --cpu-dry-run runs the same code on tiny sizes
+    from the fp16 encoder that --pack writes (the device tool carries 64 MiB at most)."""
+    import torch
+
+    folder = gold_dir / "semeval2010_task8"
+    env = {**os.environ, "RELMINE_BENCH_DIR": str(tmp_path / "bench")}
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import bench_cuda
+    from safetensors.torch import load_file
+
+    packed = tmp_path / "gpu" / "minilm"
+    bench_cuda.pack_encoder(packed)  # pack() also downloads wheels: not needed to test the encoder
+    weights = load_file(str(packed / "model.safetensors"))
+    assert {t.dtype for t in weights.values()} == {torch.float16}
+    assert (packed / "model.safetensors").stat().st_size < 48 * 2**20
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_cuda", "--cpu-dry-run", "--model", str(packed),
+         "--data", str(folder), "--train-size", "48", "--test-size", "32", "--epochs", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fig = json.loads((tmp_path / "bench" / "cuda.json").read_text())
+    assert fig["mixed_precision"] == "no" and fig["semeval"]["n_test"] == 32
+    assert fig["lora"]["train_samples"] == 48 and 0.0 <= fig["lora"]["auto_agreement_with_float32"] <= 1.0
+    assert (tmp_path / "bench" / "semeval_cuda.json").exists()
+    assert set(bench_cuda.SEMEVAL_FILES) <= {p.name for p in folder.iterdir()}
