@@ -11,7 +11,7 @@ and how often the decisions agree); peak GPU memory.
 
 `--pack DIR` writes the default encoder in fp16 (half the size, for the device tool's 64 MiB;
 relmine loads it back in float32), the SemEval files from ../shared/gold and the Python 3.12
-wheels the GPU image lacks (evaluate, datasets and theirs, for the metric module); see
+wheels the GPU image lacks (evaluate, datasets and theirs, for the metric module; the pinned peft); see
 docs/operating.md section 7 for the device command. Writes reports/bench/cuda.json and
 semeval_cuda.json (RELMINE_BENCH_DIR moves them).
 """
@@ -37,8 +37,10 @@ from benchmarks.common import write  # noqa: E402
 from flows.common import load_section  # noqa: E402
 from stages.params import parse_params  # noqa: E402
 
-# not in the GPU image (its torch, transformers, peft and accelerate are used as they are)
-WHEELS = ["evaluate==0.4.6", "datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19"]
+# not in the GPU image, or (peft) maybe another version; its torch, transformers 5.17 (tested
+# with this code on CPU) and accelerate are used as they are
+WHEELS = ["evaluate==0.4.6", "datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19",
+          "peft==0.21.2"]  # peft: the pinned one, whatever the image holds
 SEMEVAL_FILES = ("TRAIN_FILE.TXT", "TEST_FILE_FULL.TXT")
 
 
