@@ -136,7 +136,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 def with_earlier_figures(results: dict[str, Any]) -> dict[str, Any]:
     """The figures of this run, plus those in reports/bench/*.json of benchmarks it did not run
-    (--only, and semeval, which is separate: about 20 minutes), marked with their date."""
+    (--only, and semeval, which is separate: about 14 minutes), marked with their date."""
     merged = dict(results)
     for name in [*BENCHMARKS, "semeval"]:
         path = BENCH_DIR / f"{name}.json"
