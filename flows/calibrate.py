@@ -39,6 +39,8 @@ class CalibrateParams:
     out: str = "models/relmine.calibration.json"
     report: str = "reports/calibration.json"
     bins: int = 15  # equal-width confidence bins for the ECE
+    cross_fit_repeats: int = 20  # 2-fold dev splits that check each tuned threshold against argmax (0: keep all)
+    seed: int = 13
     batch_size: int = 32
     dtype: str = "auto"  # as extract and evaluate use the model
 
@@ -47,6 +49,8 @@ class CalibrateParams:
             raise ValueError("bins must be between 2 and 100")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if not 0 <= self.cross_fit_repeats <= 1000:
+            raise ValueError("cross_fit_repeats must be between 0 (no check) and 1000")
         check_inference_dtype(self.dtype)
 
 
@@ -85,7 +89,8 @@ def calibrate_task(p: CalibrateParams) -> Calibration:
     if logits is None:
         logits = np.zeros((0, len(model.labels)))
     return fit_calibration(logits, [e.label for e in dev], model.labels, [e.subj.type for e in dev],
-                           [e.obj.type for e in dev], allowed, p.bins, model_fingerprint(p.model_dir))
+                           [e.obj.type for e in dev], allowed, p.bins, model_fingerprint(p.model_dir),
+                           p.cross_fit_repeats, p.seed)
 
 
 @flow(name="calibrate")
@@ -103,8 +108,11 @@ def calibrate_flow(params_path: str | None = None) -> dict[str, Any]:
         log.warning("T = %.3f is at the edge of the search range: the dev scores are barely informative "
                     "(train longer or check the dev split)", report["temperature"])
     for rel, v in report["per_relation"].items():
-        log.info("  %-14s threshold %.3f  dev F1 %.3f (argmax %.3f, support %d)", rel, v["threshold"], v["f1"],
-                 v["f1_argmax"], v["support"])
+        chosen = "argmax" if v["threshold"] is None else f"threshold {v['threshold']:.3f}"
+        held = (f", cross-fitted {v['cross_fitted_f1_threshold']:.3f} tuned vs {v['cross_fitted_f1_argmax']:.3f} argmax"
+                if "cross_fitted_f1_threshold" in v else "")
+        log.info("  %-14s %-15s dev F1 %.3f (argmax %.3f, support %d%s)", rel, chosen, v["f1"], v["f1_argmax"],
+                 v["support"], held)
     return report
 
 

@@ -11,7 +11,9 @@
 * Per-relation decision thresholds chosen on dev to maximise that relation's F1
   (one-vs-rest on its calibrated probability). Decoding: among the positive relations
   whose probability reaches their threshold the most probable wins; when none does,
-  the pair is NO_RELATION.
+  the pair is NO_RELATION. A threshold tuned on a few dev positives fits their noise, so a
+  relation keeps it only where it beats the argmax cross-fitted on dev (tuned on one half,
+  scored on the other); otherwise that relation is decided by argmax (threshold None).
 
 The result is a ``Calibration`` saved as JSON (``calibration.json``) and read by
 ``extract`` and ``review``. Logits come from ``RelationClassifier.logits``; with only
@@ -187,10 +189,17 @@ def decide(probs: np.ndarray, labels: Sequence[str], thresholds: Mapping[str, fl
         return idx, probs[np.arange(n), idx]
     pos = [j for j, l in enumerate(labels) if l != NO_RELATION]
     thr = np.full(k, np.inf)
+    by_argmax = []  # relations whose threshold is None: candidates where they are the row's argmax
     for j in pos:
         t = min_confidence if min_confidence is not None else (thresholds or {}).get(labels[j], DEFAULT_THRESHOLD)
-        thr[j] = t
+        if t is None:
+            by_argmax.append(j)
+        else:
+            thr[j] = t
     passing = np.where(probs >= thr[None, :], probs, -1.0)
+    top = probs.argmax(axis=1)
+    for j in by_argmax:
+        passing[top == j, j] = probs[top == j, j]
     passing[probs <= 0] = -1.0  # a masked relation never passes, whatever its threshold
     best = passing.argmax(axis=1)
     ok = passing[np.arange(n), best] >= 0
@@ -217,6 +226,31 @@ def fit_thresholds(probs: np.ndarray, y: Sequence[int], labels: Sequence[str]) -
     return out
 
 
+def cross_fitted_f1(scores: np.ndarray, positive: np.ndarray, argmax_hit: np.ndarray, repeats: int,
+                    seed: int) -> tuple[float, float]:
+    """Held-out F1 of a threshold tuned on one half of dev and scored on the other, and of the
+    argmax decision on the same halves: means over ``repeats`` random 2-fold splits.
+
+    A threshold tuned on a handful of dev positives fits their noise; this says whether it
+    still beats the argmax on examples it was not tuned on."""
+    rng = np.random.default_rng(seed)
+    n = len(scores)
+    tuned, plain = [], []
+    for _ in range(repeats):
+        order = rng.permutation(n)
+        halves = (order[: n // 2], order[n // 2:])
+        for fit, held in (halves, halves[::-1]):
+            t, _ = best_threshold(scores[fit], positive[fit])
+            tuned.append(_f1(scores[held] >= t, positive[held]))
+            plain.append(_f1(argmax_hit[held], positive[held]))
+    return float(np.mean(tuned)), float(np.mean(plain))
+
+
+def _f1(pred: np.ndarray, positive: np.ndarray) -> float:
+    tp = int((pred & positive).sum())
+    return f1_counts(tp, int((pred & ~positive).sum()), int((~pred & positive).sum()))
+
+
 def per_relation_f1(pred: np.ndarray, y: Sequence[int], labels: Sequence[str]) -> dict[str, dict]:
     """Precision, recall, F1 and support of each positive relation for decoded labels."""
     pred = np.asarray(pred, dtype=int)
@@ -241,7 +275,7 @@ def per_relation_f1(pred: np.ndarray, y: Sequence[int], labels: Sequence[str]) -
 class Calibration:
     labels: list[str]
     temperature: float = 1.0
-    thresholds: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, float | None] = field(default_factory=dict)  # None: that relation by argmax
     allowed: dict[str, list[list[str]]] = field(default_factory=dict)  # the schema's args it was fitted with
     model_fingerprint: str = ""
     ece_bins: int = 15
@@ -267,10 +301,13 @@ class Calibration:
 
 def fit_calibration(logits: np.ndarray, gold: Sequence[str], labels: Sequence[str], subj_types: Sequence[str],
                     obj_types: Sequence[str], allowed: Allowed, n_bins: int = 15,
-                    model_fingerprint: str = "") -> Calibration:
+                    model_fingerprint: str = "", cross_fit_repeats: int = 20, seed: int = 13) -> Calibration:
     """Fit T on the type-constrained dev logits, then per-relation thresholds on the
-    calibrated probabilities; the report holds ECE/NLL before and after, the thresholds
-    and the dev F1 per relation (argmax and at the thresholds)."""
+    calibrated probabilities. A relation keeps its tuned threshold only where, cross-fitted
+    on dev (``cross_fit_repeats`` 2-fold splits; 0: no check), it beats the argmax on held-out
+    halves; otherwise its threshold is None and it is decided by argmax. The report holds
+    ECE/NLL before and after, the thresholds, and the dev F1 per relation (argmax, at the
+    thresholds, and cross-fitted)."""
     labels = list(labels)
     logits = np.asarray(logits, dtype=np.float64)
     unknown = sorted(set(gold) - set(labels))
@@ -285,7 +322,15 @@ def fit_calibration(logits: np.ndarray, gold: Sequence[str], labels: Sequence[st
     t = fit_temperature(logits, y, mask)
     cal = calibrated_proba(logits, t, mask)
     fitted = fit_thresholds(cal, y, labels)
-    thresholds = {rel: v["threshold"] for rel, v in fitted.items()}
+    thresholds: dict[str, float | None] = {rel: v["threshold"] for rel, v in fitted.items()}
+    top = cal.argmax(axis=1) if len(y) else np.zeros(0, dtype=int)
+    for rel, v in fitted.items():
+        j = labels.index(rel)
+        if cross_fit_repeats and v["support"] >= 2:
+            held_thr, held_max = cross_fitted_f1(cal[:, j], y == j, top == j, cross_fit_repeats, seed)
+            v.update(cross_fitted_f1_threshold=round(held_thr, 4), cross_fitted_f1_argmax=round(held_max, 4))
+            if held_thr <= held_max:
+                thresholds[rel] = None
     argmax_pred, _ = decide(cal, labels)
     thr_pred, _ = decide(cal, labels, thresholds)
     at_thr = per_relation_f1(thr_pred, y, labels)
@@ -303,8 +348,10 @@ def fit_calibration(logits: np.ndarray, gold: Sequence[str], labels: Sequence[st
         "nll_before": round(nll(logits, y, 1.0), 6),
         "nll_after": round(nll(logits, y, t, mask), 6),
         "thresholds": thresholds,
-        "per_relation": {rel: {**at_thr[rel], "threshold": thresholds[rel],
-                               "f1_one_vs_rest": fitted[rel]["f1_one_vs_rest"], "f1_argmax": at_argmax[rel]["f1"]}
+        "cross_fit_repeats": cross_fit_repeats,
+        "per_relation": {rel: {**at_thr[rel], "threshold": thresholds[rel], "tuned_threshold": fitted[rel]["threshold"],
+                               "f1_one_vs_rest": fitted[rel]["f1_one_vs_rest"], "f1_argmax": at_argmax[rel]["f1"],
+                               **{k: v for k, v in fitted[rel].items() if k.startswith("cross_fitted")}}
                          for rel in thresholds},
         "macro_f1_at_thresholds": round(float(np.mean([v["f1"] for v in at_thr.values()])) if at_thr else 0.0, 4),
         "macro_f1_argmax": round(float(np.mean([v["f1"] for v in at_argmax.values()])) if at_argmax else 0.0, 4),

@@ -187,3 +187,43 @@ def test_uninformative_scores_push_temperature_to_the_bound_and_are_flagged():
     cal2 = fit_calibration(good, [LABELS[c] for c in yg], LABELS, ["TAXON"] * 500, ["STRAT"] * 500,
                            {rel: [["TAXON", "STRAT"]] for rel in LABELS[1:]})
     assert not cal2.report["temperature_at_bound"]
+
+
+def test_decide_by_argmax_for_relations_whose_threshold_is_none():
+    probs = np.array([[0.6, 0.0, 0.35, 0.05],   # occurs_in below NO_RELATION: argmax says no
+                      [0.3, 0.0, 0.5, 0.2],     # occurs_in is the argmax
+                      [0.5, 0.0, 0.1, 0.4]])    # part_of 0.4 passes its threshold
+    idx, _ = decide(probs, LABELS, {"occurs_in": None, "part_of": 0.35, "assigned_to": None})
+    assert [LABELS[i] for i in idx] == ["NO_RELATION", "occurs_in", "part_of"]
+    all_none = {"occurs_in": None, "part_of": None, "assigned_to": None}
+    assert decide(probs, LABELS, all_none)[0].tolist() == decide(probs, LABELS)[0].tolist()
+
+
+def _rare_relation_dev(n: int, informative: bool, seed: int):
+    """Dev probabilities for a rare occurs_in: under-scored but separable (a low threshold
+    really helps), or pure noise around the argmax boundary (a tuned threshold only fits noise)."""
+    rng = np.random.default_rng(seed)
+    y = np.where(rng.random(n) < 0.1, 2, 0)
+    if informative:
+        p_rel = np.where(y == 2, rng.uniform(0.25, 0.5, n), rng.uniform(0.0, 0.3, n))
+    else:
+        p_rel = np.where(y == 2, rng.uniform(0.3, 0.7, n), rng.uniform(0.0, 0.62, n))
+    probs = np.stack([1 - p_rel, np.zeros(n), p_rel, np.zeros(n)], axis=1)
+    return np.log(np.clip(probs, 1e-9, 1)), [LABELS[c] for c in y]
+
+
+@pytest.mark.parametrize("informative", [True, False])
+def test_a_tuned_threshold_is_kept_only_where_it_beats_argmax_cross_fitted(informative):
+    logits, gold = _rare_relation_dev(300, informative, seed=3)
+    types = ["TAXON"] * len(gold), ["STRAT"] * len(gold)
+    cal = fit_calibration(logits, gold, LABELS, *types, ALLOWED, cross_fit_repeats=20)
+    v = cal.report["per_relation"]["occurs_in"]
+    assert v["tuned_threshold"] is not None
+    if informative:  # the low threshold holds up on held-out halves: kept
+        assert v["cross_fitted_f1_threshold"] > v["cross_fitted_f1_argmax"] + 0.2
+        assert cal.thresholds["occurs_in"] == v["tuned_threshold"]
+    else:  # no better than argmax on held-out halves: argmax
+        assert v["cross_fitted_f1_threshold"] <= v["cross_fitted_f1_argmax"]
+        assert cal.thresholds["occurs_in"] is None
+    unchecked = fit_calibration(logits, gold, LABELS, *types, ALLOWED, cross_fit_repeats=0)
+    assert unchecked.thresholds["occurs_in"] == v["tuned_threshold"]
