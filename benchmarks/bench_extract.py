@@ -103,7 +103,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         model = load_trained_model(str(model_dir))
         cal, _ = resolve_calibration(ExtractParams(model_dir=str(model_dir)), model, logging.getLogger("bench"))
         classify(model, candidates[:8], cal, allowed)  # warm-up
-        cls = repeat(lambda: classify(model, candidates, cal, allowed, None, 32), n_rep)
+        cls = repeat(lambda: classify(model, candidates, cal, allowed), n_rep)
         pairs = rate(len(candidates), cls)
         last = runs[-1]
         figures = {

@@ -25,7 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import cli_args, load_params, run_main
 from stages.calibrate import Calibration, fit_calibration, model_fingerprint, save_calibration
 from stages.errors import InputError
-from stages.params import check_inference_dtype
+from stages.params import INFER_BATCH_SIZE, check_inference_dtype
 from stages.records import atomic_write_json
 
 
@@ -41,7 +41,7 @@ class CalibrateParams:
     bins: int = 15  # equal-width confidence bins for the ECE
     cross_fit_repeats: int = 20  # 2-fold dev splits that check each tuned threshold against argmax (0: keep all)
     seed: int = 13
-    batch_size: int = 32
+    batch_size: int = INFER_BATCH_SIZE
     dtype: str = "auto"  # as extract and evaluate use the model
 
     def check(self) -> None:

@@ -26,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import cli_args, load_params, load_run_params, make_task_runner, run_main
 from stages.errors import InputError
-from stages.params import check_inference_dtype
+from stages.params import INFER_BATCH_SIZE, check_inference_dtype
 from stages.records import AnnotatedSentence, Example, Sentence, read_records, to_dict
 
 
@@ -39,7 +39,7 @@ class ExtractParams:
     skip_sections: list[str] = field(default_factory=lambda: ["references"])
     regex_timeout_s: float = 1.0
     min_confidence: float | None = None  # set: replaces every per-relation threshold
-    batch_size: int = 32
+    batch_size: int = INFER_BATCH_SIZE
     dtype: str = "auto"
 
     def check(self) -> None:

@@ -31,7 +31,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import PARAMS_FILE, load_params, run_main
 from stages.errors import InputError
-from stages.params import check_inference_dtype
+from stages.params import INFER_BATCH_SIZE, check_inference_dtype
 from stages.records import Example, atomic_write_json, atomic_write_text, iter_jsonl, write_jsonl
 
 
@@ -46,7 +46,7 @@ class ReviewParams:
     relation_patterns: str = "data/patterns/relations.yaml"
     per_class: int = 10
     seed: int = 13
-    batch_size: int = 32
+    batch_size: int = INFER_BATCH_SIZE
     dtype: str = "auto"
 
     def check(self) -> None:

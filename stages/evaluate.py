@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .params import check_inference_dtype
+from .params import INFER_BATCH_SIZE, check_inference_dtype
 from .records import Example, atomic_write_text, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class EvalParams:
     gold_dir: str = "data/gold"
     reports_dir: str = "reports"
     bootstrap: int = 1000          # resamples for the 95% intervals (0: none)
-    batch_size: int = 32
+    batch_size: int = INFER_BATCH_SIZE
     dtype: str = "auto"            # auto (bf16 where the CPU/GPU has it) | float32 | bfloat16
     seed: int = 13
     # score what `extract` outputs: calibrated per-relation thresholds + the schema's type

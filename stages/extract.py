@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .errors import InputError
+from .params import INFER_BATCH_SIZE
 from .records import NO_RELATION, Example, atomic_write_text
 
 COLUMNS = ("subject", "subject_type", "relation", "object", "object_type", "confidence", "paper", "page",
@@ -145,7 +146,7 @@ def read_rows(path: str | Path) -> list[RelationRow]:
 
 
 def classify(model, examples: Sequence[Example], calibration, allowed, min_confidence: float | None = None,
-             batch_size: int = 32) -> tuple[list[str], list[float]]:
+             batch_size: int = INFER_BATCH_SIZE) -> tuple[list[str], list[float]]:
     """Decide a relation per candidate: the model's logits, the schema's type constraint,
     the calibration's temperature and per-relation thresholds (``min_confidence``, when
     given, replaces the thresholds). ``calibration`` None: T = 1 and the argmax (or

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .params import check_inference_dtype
+from .params import INFER_BATCH_SIZE, check_inference_dtype
 from .records import Example, atomic_write_json
 
 
@@ -489,7 +489,7 @@ class RelationClassifier:
     def label2id(self) -> dict[str, int]:
         return meta_label2id(self.labels)
 
-    def logits(self, examples: Sequence[Example], batch_size: int = 32) -> torch.Tensor:
+    def logits(self, examples: Sequence[Example], batch_size: int = INFER_BATCH_SIZE) -> torch.Tensor:
         """Raw scores, one row per example (float32, CPU), in input order."""
         enc = self.encoder.encode(examples)
         out = torch.empty((len(enc), len(self.labels)), dtype=torch.float32)
@@ -506,10 +506,10 @@ class RelationClassifier:
                 out[idx] = logits.float().cpu()
         return out
 
-    def predict_proba(self, examples: Sequence[Example], batch_size: int = 32) -> torch.Tensor:
+    def predict_proba(self, examples: Sequence[Example], batch_size: int = INFER_BATCH_SIZE) -> torch.Tensor:
         return torch.softmax(self.logits(examples, batch_size), dim=-1)
 
-    def predict(self, examples: Sequence[Example], batch_size: int = 32) -> list[str]:
+    def predict(self, examples: Sequence[Example], batch_size: int = INFER_BATCH_SIZE) -> list[str]:
         probs = self.predict_proba(examples, batch_size)
         return [self.labels[i] for i in probs.argmax(-1).tolist()]
 

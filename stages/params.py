@@ -105,6 +105,8 @@ def _type_name(tp: Any) -> str:
 # Linear layers on CPU (1.2-1.5x float32 throughput here; it changed 3% of the decisions of the
 # pipeline's trained model, 18% of a barely trained one: README, reports/bench/train.json)
 INFERENCE_DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
+# pairs per inference pass: 32 was fastest on 2 CPU cores (64 and 16 were slower); raise it on a GPU
+INFER_BATCH_SIZE = 32
 
 
 def check_inference_dtype(dtype: str) -> None:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+from .params import INFER_BATCH_SIZE
 from .records import Example
 from . import model as M
 
@@ -48,7 +49,7 @@ class TrainParams:
     head_dropout: float = 0.1
     max_length: int = 128
     batch_size: int = 32
-    eval_batch_size: int = 32
+    eval_batch_size: int = INFER_BATCH_SIZE
     grad_accum: int = 1
     lr: float = 1e-3
     weight_decay: float = 0.01
