@@ -197,9 +197,10 @@ def decide(probs: np.ndarray, labels: Sequence[str], thresholds: Mapping[str, fl
         else:
             thr[j] = t
     passing = np.where(probs >= thr[None, :], probs, -1.0)
-    top = probs.argmax(axis=1)
-    for j in by_argmax:
-        passing[top == j, j] = probs[top == j, j]
+    if by_argmax:
+        top = probs.argmax(axis=1)
+        for j in by_argmax:
+            passing[top == j, j] = probs[top == j, j]
     passing[probs <= 0] = -1.0  # a masked relation never passes, whatever its threshold
     best = passing.argmax(axis=1)
     ok = passing[np.arange(n), best] >= 0
@@ -323,14 +324,16 @@ def fit_calibration(logits: np.ndarray, gold: Sequence[str], labels: Sequence[st
     cal = calibrated_proba(logits, t, mask)
     fitted = fit_thresholds(cal, y, labels)
     thresholds: dict[str, float | None] = {rel: v["threshold"] for rel, v in fitted.items()}
-    top = cal.argmax(axis=1) if len(y) else np.zeros(0, dtype=int)
+    checks: dict[str, dict[str, float]] = {}  # relation -> its cross-fitted F1s, tuned and argmax
+    top = cal.argmax(axis=1)
     for rel, v in fitted.items():
+        if not cross_fit_repeats or v["support"] < 2:  # nothing to split
+            continue
         j = labels.index(rel)
-        if cross_fit_repeats and v["support"] >= 2:
-            held_thr, held_max = cross_fitted_f1(cal[:, j], y == j, top == j, cross_fit_repeats, seed)
-            v.update(cross_fitted_f1_threshold=round(held_thr, 4), cross_fitted_f1_argmax=round(held_max, 4))
-            if held_thr <= held_max:
-                thresholds[rel] = None
+        held_thr, held_max = cross_fitted_f1(cal[:, j], y == j, top == j, cross_fit_repeats, seed)
+        checks[rel] = {"cross_fitted_f1_threshold": round(held_thr, 4), "cross_fitted_f1_argmax": round(held_max, 4)}
+        if held_thr <= held_max:
+            thresholds[rel] = None
     argmax_pred, _ = decide(cal, labels)
     thr_pred, _ = decide(cal, labels, thresholds)
     at_thr = per_relation_f1(thr_pred, y, labels)
@@ -351,7 +354,7 @@ def fit_calibration(logits: np.ndarray, gold: Sequence[str], labels: Sequence[st
         "cross_fit_repeats": cross_fit_repeats,
         "per_relation": {rel: {**at_thr[rel], "threshold": thresholds[rel], "tuned_threshold": fitted[rel]["threshold"],
                                "f1_one_vs_rest": fitted[rel]["f1_one_vs_rest"], "f1_argmax": at_argmax[rel]["f1"],
-                               **{k: v for k, v in fitted[rel].items() if k.startswith("cross_fitted")}}
+                               **checks.get(rel, {})}
                          for rel in thresholds},
         "macro_f1_at_thresholds": round(float(np.mean([v["f1"] for v in at_thr.values()])) if at_thr else 0.0, 4),
         "macro_f1_argmax": round(float(np.mean([v["f1"] for v in at_argmax.values()])) if at_argmax else 0.0, 4),
