@@ -323,8 +323,13 @@ class MarkerClassifier(nn.Module):
             states = bert_states_at(self.encoder, input_ids, attention_mask, pos)
         else:
             h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            states = h[torch.arange(h.size(0), device=h.device)[:, None], pos]
+            states = rows_at(h, pos)
         return self.classifier(states.flatten(1))
+
+
+def rows_at(h: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """h (batch, seq, hidden) at positions pos (batch, k): (batch, k, hidden)."""
+    return h[torch.arange(h.size(0), device=h.device)[:, None], pos]
 
 
 def is_plain_bert(encoder: nn.Module) -> bool:
@@ -354,7 +359,7 @@ def bert_states_at(bert: nn.Module, input_ids: torch.Tensor, attention_mask: tor
     k = pos.size(1)
     sa = last.attention.self
     heads, size = sa.num_attention_heads, sa.attention_head_size
-    hq = h[torch.arange(b, device=h.device)[:, None], pos]
+    hq = rows_at(h, pos)
     q = sa.query(hq).view(b, k, heads, size).transpose(1, 2)
     key = sa.key(h).view(b, t, heads, size).transpose(1, 2)
     value = sa.value(h).view(b, t, heads, size).transpose(1, 2)
