@@ -33,9 +33,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import bench_semeval  # noqa: E402
-from benchmarks.common import write  # noqa: E402
-from flows.common import load_section  # noqa: E402
-from stages.params import parse_params  # noqa: E402
+from benchmarks.common import train_params, write  # noqa: E402
 
 # not in the GPU image, or (peft) maybe another version; its torch, transformers 5.17 (tested
 # with this code on CPU) and accelerate are used as they are
@@ -100,7 +98,7 @@ def run(model: str, data: Path, train_size: int, test_size: int, epochs: int | N
     import transformers
 
     from stages.semeval import load_semeval
-    from stages.train import TrainParams, mixed_precision, train_model
+    from stages.train import mixed_precision, train_model
 
     if not cpu_dry_run and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this check is for a GPU machine (--cpu-dry-run tests the script)")
@@ -122,9 +120,7 @@ def run(model: str, data: Path, train_size: int, test_size: int, epochs: int | N
     train_all, test = load_semeval(data)
     train = train_all[: train_size or len(train_all)]
     test = test[: test_size or len(test)]
-    raw = dict(load_section("train", ROOT / "params.yaml"))
-    raw.update(model=model, device=device, max_train_examples=0, epochs=epochs or 1)
-    p = parse_params(TrainParams, raw, "train")
+    p = train_params({"model": model, "device": device, "max_train_examples": 0, "epochs": epochs or 1})
     with tempfile.TemporaryDirectory() as tmp:
         p = dataclasses.replace(p, out_dir=str(Path(tmp) / "model"))
         r = train_model(p, train, [])

@@ -18,7 +18,6 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 

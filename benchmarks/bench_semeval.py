@@ -29,13 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import write  # noqa: E402
-from flows.common import load_section  # noqa: E402
+from benchmarks.common import train_params, write  # noqa: E402
 from stages.evaluate import score  # noqa: E402
 from stages.model import load_model  # noqa: E402
-from stages.params import parse_params  # noqa: E402
 from stages.semeval import load_semeval, official_score  # noqa: E402
-from stages.train import TrainParams, train_model  # noqa: E402
+from stages.train import train_model  # noqa: E402
 
 SEMEVAL = ROOT.parent / "shared" / "gold" / "semeval2010_task8"
 FULL_TRAIN = 8000
@@ -53,11 +51,7 @@ def run(quick: bool = False, train_size: int = 0, test_size: int = 0, epochs: in
         train_size, test_size, epochs = train_size or 800, test_size or 500, epochs or 1
     t_wall = time.perf_counter()
     train_all, test = load_semeval(folder)
-    raw = dict(load_section("train", ROOT / params_path))
-    raw.update(overrides or {})
-    if epochs is not None:
-        raw["epochs"] = epochs
-    p = parse_params(TrainParams, raw, "train")
+    p = train_params({**(overrides or {}), **({} if epochs is None else {"epochs": epochs})}, params_path)
     rng = random.Random(p.seed)
     train_all = train_all[:]
     rng.shuffle(train_all)

@@ -17,16 +17,13 @@ import random
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import rate, repeat, write  # noqa: E402
-from flows.common import load_section  # noqa: E402
-from stages.params import parse_params  # noqa: E402
+from benchmarks.common import rate, repeat, train_params, write  # noqa: E402
 from stages import model as M  # noqa: E402
 from stages.records import Example, read_records  # noqa: E402
 from stages.train import TrainParams, train_model  # noqa: E402
@@ -114,9 +111,7 @@ def run(quick: bool = False) -> dict:
     rounds = 2 if quick else 3
     n_infer = 512 if quick else 2000
     # the train recipe of params.yaml (one epoch, CPU), so the figure is the pipeline's
-    raw = dict(load_section("train", ROOT / "params.yaml"))
-    raw.update(epochs=1, log_every=10_000, device="cpu", max_train_examples=0)
-    p = parse_params(TrainParams, raw, "train")
+    p = train_params({"epochs": 1, "log_every": 10_000, "device": "cpu", "max_train_examples": 0})
     data, source = load_data(n_train + n_infer, p.seed)
     train, infer = data[:n_train], data[n_train:]
     with tempfile.TemporaryDirectory() as tmp:

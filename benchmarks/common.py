@@ -53,6 +53,16 @@ def rate(count: float, timing: dict[str, float]) -> dict[str, float]:
     }
 
 
+def train_params(overrides: dict[str, Any] | None = None, params_path: str | Path = "params.yaml"):
+    """params.yaml's train section with overrides, validated: the recipe a benchmark trains with."""
+    from flows.common import load_section
+    from stages.params import parse_params
+    from stages.train import TrainParams
+
+    raw = {**load_section("train", ROOT / params_path), **(overrides or {})}
+    return parse_params(TrainParams, raw, "train")
+
+
 def bench_path(name: str) -> Path:
     return BENCH_DIR / f"{name}.json"
 

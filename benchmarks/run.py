@@ -22,7 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import BENCH_DIR, machine  # noqa: E402
+from benchmarks.common import BENCH_DIR, bench_path, machine  # noqa: E402
 from stages.records import atomic_write_json, atomic_write_text  # noqa: E402
 
 # name -> module; order: cheap first, so a failure late costs the least
@@ -139,7 +139,7 @@ def with_earlier_figures(results: dict[str, Any]) -> dict[str, Any]:
     (--only, and semeval, which is separate: about 14 minutes), marked with their date."""
     merged = dict(results)
     for name in [*BENCHMARKS, "semeval"]:
-        path = BENCH_DIR / f"{name}.json"
+        path = bench_path(name)
         if name in merged or not path.exists():
             continue
         figures = json.loads(path.read_text(encoding="utf-8"))

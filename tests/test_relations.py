@@ -13,7 +13,7 @@ import yaml
 from benchmarks.bench_annotate import pdf_sentences
 from stages.entities import EntityAnnotator
 from stages.patterns import load_entity_spec, load_entity_types, load_relations_spec
-from stages.records import NO_RELATION, AnnotatedSentence, Example, Mention, Sentence, read_records, write_jsonl
+from stages.records import NO_RELATION, AnnotatedSentence, Example, Sentence, read_records, write_jsonl
 from stages.relations import (RelationLabeller, annotation_report, label_sentences, report_markdown,
                               sample_negatives)
 
