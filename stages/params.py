@@ -98,6 +98,8 @@ def parse_params(cls: type[T], raw: dict[str, Any] | None, section: str) -> T:
 
 
 def _type_name(tp: Any) -> str:
+    if get_origin(tp) is typing.Literal:  # "expected Literal" tells the user nothing
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 

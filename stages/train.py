@@ -64,6 +64,7 @@ class TrainParams:
     seed: int = 13
     max_train_examples: int = 0           # 0 = all
     device: str = "auto"                  # auto | cpu | cuda
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on CUDA, none on CPU
     log_every: int = 20                   # optimizer steps between progress lines
 
     def check(self) -> None:
@@ -82,6 +83,8 @@ class TrainParams:
             raise ValueError("patience, max_train_examples and focal_gamma must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError("device must be auto, cpu or cuda")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError("mixed_precision must be auto, no, bf16 or fp16")
 
 
 # --- losses ----------------------------------------------------------------------------
@@ -171,6 +174,7 @@ class TrainResult:
     total_params: int
     device: str
     history: list[dict[str, float]]
+    mixed_precision: str = "no"
     model: Any = None  # the trained network (best epoch, on CPU), for callers that keep using it
 
 
@@ -185,19 +189,44 @@ def rank_share(batches: list[list[int]], rank: int, world: int) -> list[list[int
     return padded[rank::world]
 
 
-def mixed_precision(device: torch.device) -> str:
-    """accelerate's mixed_precision for training: bf16 on a CUDA GPU that has it, else fp16 there;
-    float32 ("no") on CPU, where bf16 training is slower than float32 without native support."""
+def mixed_precision(device: torch.device, choice: str = "auto") -> str:
+    """accelerate's mixed_precision for training. auto: bf16 on a CUDA GPU that has it, else fp16
+    there; float32 ("no") on CPU, where bf16 training is slower than float32 without native support.
+    bf16 is allowed on CPU (accelerate autocasts there); fp16 is not (accelerate would silently
+    train in float32)."""
+    if choice != "auto":
+        if choice == "fp16" and device.type != "cuda":
+            raise ValueError(f"train.mixed_precision fp16 needs a CUDA GPU (device is {device}); "
+                             "use bf16, no or auto in params.yaml")
+        return choice
     if device.type != "cuda":
         return "no"
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}[M.autocast_dtype(device, "auto")]
 
 
+def make_accelerator(device: torch.device, precision: str) -> Any:
+    """An Accelerator for this device and precision. accelerate keeps one state per process and
+    refuses (other precision) or ignores (CPU, then CUDA) a second set-up, so a second training
+    in the same process (a notebook, a benchmark, the tests) would fail or run on the wrong device:
+    a single-process state that differs is reset first. Under torch.distributed the process group
+    belongs to the launcher, so only the precision part is reset there."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
+    state = AcceleratorState._shared_state  # private, but the only way to see a prior set-up
+    if state and (state.get("_mixed_precision") != precision
+                  or getattr(state.get("device"), "type", device.type) != device.type):
+        distributed = PartialState._shared_state.get("num_processes", 1) > 1
+        if distributed and state.get("device") is not None and state["device"].type != device.type:
+            raise RuntimeError(f"this distributed process already trained on {state['device']}; "
+                               f"it cannot switch to {device}")
+        AcceleratorState._reset_state(reset_partial_state=not distributed)
+    return Accelerator(cpu=device.type == "cpu", mixed_precision=precision)
+
+
 def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn: LogFn | None = None,
                 out_dir: str | Path | None = None) -> TrainResult:
     """Train on ``train``, early-stop on ``dev``, save the best model to ``out_dir`` (p.out_dir)."""
-    from accelerate import Accelerator
-
     t_wall = time.perf_counter()
     M.set_threads()
     seed_everything(p.seed)
@@ -231,7 +260,8 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
     gamma = p.focal_gamma if p.imbalance == "focal" else 0.0
 
     device = M.pick_device(p.device)
-    acc = Accelerator(cpu=device.type == "cpu", mixed_precision=mixed_precision(device))
+    precision = mixed_precision(device, p.mixed_precision)
+    acc = make_accelerator(device, precision)
     decay, no_decay = [], []
     for n, prm in model.named_parameters():
         if prm.requires_grad:
@@ -252,9 +282,9 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
         counts = Counter(y)
         resample_w = [1.0 / counts[c] for c in y]
 
-    log.info("training on %d examples (%d labels: %s), dev %d, %s, %d/%d params trainable, device %s",
-             len(enc), len(labels), ", ".join(labels), len(dev), "LoRA" if p.lora else "full fine-tune",
-             n_train_params, n_params, acc.device)
+    log.info("training on %d examples (%d labels: %s), dev %d, %s, %d/%d params trainable, device %s, "
+             "mixed precision %s", len(enc), len(labels), ", ".join(labels), len(dev),
+             "LoRA" if p.lora else "full fine-tune", n_train_params, n_params, acc.device, precision)
     history: list[dict[str, float]] = []
     best_f1, best_epoch, best_state, bad_epochs = -1.0, 0, None, 0
     step, seen, train_seconds = 0, 0, 0.0
@@ -322,7 +352,7 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
         train_samples=seen, samples_per_s=seen / train_seconds if train_seconds else 0.0,
         train_seconds=train_seconds, wall_seconds=time.perf_counter() - t_wall, optimizer_steps=step,
         trainable_params=n_train_params, total_params=n_params, device=str(acc.device), history=history,
-        model=final,
+        mixed_precision=precision, model=final,
     )
 
 
@@ -367,6 +397,7 @@ def result_report(r: TrainResult, p: TrainParams) -> dict[str, Any]:
         "trainable_params": r.trainable_params,
         "total_params": r.total_params,
         "device": r.device,
+        "mixed_precision": r.mixed_precision,
         "threads": torch.get_num_threads(),
         "labels": r.labels,
         "model": p.model,

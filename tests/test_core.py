@@ -81,7 +81,7 @@ def test_params_validation_names_the_key_and_the_fix():
         parse_params(_P, {"name": "x", "rate": 1}, "demo")
     with pytest.raises(ParamsError, match="missing required key demo.name"):
         parse_params(_P, {}, "demo")
-    with pytest.raises(ParamsError, match="demo.mode = 'c' has the wrong type"):
+    with pytest.raises(ParamsError, match="demo.mode = 'c' has the wrong type; expected one of 'a', 'b'"):
         parse_params(_P, {"name": "x", "mode": "c"}, "demo")
     with pytest.raises(ParamsError, match="ratio must be in"):
         parse_params(_P, {"name": "x", "ratio": 3}, "demo")

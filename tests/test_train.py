@@ -158,7 +158,38 @@ def test_cuda_trains_in_bf16_where_supported_else_fp16(monkeypatch, bf16, expect
     assert mixed_precision(torch.device("cuda")) == expected
     assert M.autocast_dtype(torch.device("cuda")) == (torch.bfloat16 if bf16 else torch.float16)
     assert mixed_precision(torch.device("cpu")) == "no"
+    assert mixed_precision(torch.device("cuda"), "no") == "no"  # a choice in params wins over auto
     assert M.autocast_dtype(torch.device("cpu"), "float32") is None
+
+
+def test_bf16_autocast_training_then_float32_in_the_same_process(tiny_bert, tmp_path):
+    """The mixed-precision training path, on CPU (bf16 autocast; no GPU here): the loss falls, the
+    saved weights are float32 and load. accelerate keeps one set-up per process: a second training
+    in another precision failed ("AcceleratorState has already been initialized") before
+    make_accelerator reset it. fp16 needs CUDA and says so."""
+    from safetensors.torch import load_file
+
+    def run(precision):
+        logged = []
+        p = TrainParams(model=str(tiny_bert), out_dir=str(tmp_path / precision), epochs=4, batch_size=8,
+                        lr=5e-3, lora_r=4, lora_alpha=8, lora_target_modules=["query", "value"],
+                        warmup_ratio=0.0, patience=10, log_every=1, device="cpu", max_train_examples=20,
+                        mixed_precision=precision)
+        r = train_model(p, made_examples(repeat=3), made_examples(), log_fn=lambda s, m: logged.append(m))
+        return r, [m["train/loss"] for m in logged if "train/loss" in m]
+
+    r16, loss16 = run("bf16")
+    r32, loss32 = run("no")
+    assert (r16.mixed_precision, r32.mixed_precision) == ("bf16", "no")
+    assert sum(loss16[-3:]) < sum(loss16[:3])
+    assert loss16 != loss32  # autocast was on: bf16 rounding changes the losses ...
+    assert loss16 == pytest.approx(loss32, rel=0.05)  # ... a little
+    adapter = load_file(tmp_path / "bf16" / "adapter_model.safetensors")
+    assert {t.dtype for t in adapter.values()} == {torch.float32}
+    clf = M.load_model(tmp_path / "bf16", device="cpu", dtype="float32")
+    assert clf.predict_proba(made_examples()).shape == (8, len(r16.labels))
+    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
+        run("fp16")
 
 
 def test_rank_share_gives_every_rank_the_same_number_of_batches():
