@@ -125,7 +125,8 @@ def run(model: str, data: Path, train_size: int, test_size: int, epochs: int | N
         p = dataclasses.replace(p, out_dir=str(Path(tmp) / "model"))
         r = train_model(p, train, [])
         fig["lora"] = {"train_samples_per_s": round(r.samples_per_s, 1), "train_samples": r.train_samples,
-                       "device": r.device, "trainable_params": r.trainable_params}
+                       "device": r.device, "mixed_precision": r.mixed_precision,
+                       "trainable_params": r.trainable_params}
         fig["lora"].update(inference_check(p.out_dir, test, device))
     if device == "cuda":
         fig["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)

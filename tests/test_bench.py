@@ -55,7 +55,7 @@ def test_cuda_check_runs_its_code_on_cpu_and_packs_what_the_gpu_machine_needs(tm
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     fig = json.loads((tmp_path / "bench" / "cuda.json").read_text())
-    assert fig["mixed_precision"] == "no" and fig["semeval"]["n_test"] == 32
+    assert fig["mixed_precision"] == fig["lora"]["mixed_precision"] == "no" and fig["semeval"]["n_test"] == 32
     assert fig["lora"]["train_samples"] == 48 and 0.0 <= fig["lora"]["auto_agreement_with_float32"] <= 1.0
     assert (tmp_path / "bench" / "semeval_cuda.json").exists()
     assert set(bench_cuda.SEMEVAL_FILES) <= {p.name for p in folder.iterdir()}
