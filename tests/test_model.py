@@ -203,6 +203,14 @@ def test_tiny_bert_trains_saves_and_reloads_identically(tiny_bert, tmp_path):
     assert torch.allclose(p3.sum(-1), torch.ones(len(dev)), atol=1e-4)
     assert (p3 - p1).abs().max() < 0.1
 
+    # the GPU precisions, here under CPU autocast: bf16 (Ampere and later) and fp16 (older GPUs,
+    # whose narrow range could overflow the attention mask) stay close to float32
+    for dtype, want in (("bfloat16", torch.bfloat16), ("float16", torch.float16)):
+        half = M.load_model(folder, device="cpu", dtype=dtype)
+        assert half.autocast == want
+        p4 = half.predict_proba(dev)
+        assert not torch.isnan(p4).any() and (p4 - p1).abs().max() < 0.05, dtype
+
 
 def test_inference_dtype_is_validated():
     from stages.evaluate import EvalParams
