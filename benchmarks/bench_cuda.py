@@ -69,6 +69,20 @@ def pack(out: Path) -> None:
     print(f"packed {out}: {size:.1f} MiB")
 
 
+def evaluate_importable() -> str:
+    """"ok", or why the evaluate metric module cannot load (the GPU image's pyarrow or fsspec may
+    not suit the carried datasets wheel). The CUDA check goes on without it: the official SemEval
+    score is plain Python, only relmine's own metric figures are left out."""
+    try:
+        from stages.evaluate import load_metric
+
+        load_metric()
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - any import failure there is the answer itself
+        logging.getLogger(__name__).warning("evaluate metric module unavailable: %r", exc)
+        return f"unavailable: {exc!r}"[:500]
+
+
 def inference_check(model_dir: str, test: list, device: str) -> dict:
     """The automatic precision against float32 on the same pairs: speed and agreement."""
     import torch
@@ -108,14 +122,16 @@ def run(model: str, data: Path, train_size: int, test_size: int, epochs: int | N
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
         "mixed_precision": mixed_precision(torch.device(device)),
     }
+    fig["evaluate"] = evaluate_importable()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     # 1. SemEval with bench_semeval's recipe (full fine-tuning), on this device
     sem = bench_semeval.run(train_size=train_size, test_size=test_size, epochs=epochs, folder=data,
                             overrides={**bench_semeval.SEMEVAL_RECIPE, "device": device, "model": model},
-                            name="semeval_cuda")
+                            name="semeval_cuda", relmine_metrics=fig["evaluate"] == "ok")
     fig["semeval"] = {k: sem[k] for k in ("official_macro_f1", "n_train", "n_test", "epochs_run",
                                           "train_samples_per_s", "infer_pairs_per_s", "wall_seconds", "device")}
+    write("cuda", {**fig, "partial": "SemEval done, LoRA part not (yet)"})  # a timeout keeps this much
     # 2. the pipeline's LoRA recipe on the same data, then inference auto vs float32
     train_all, test = load_semeval(data)
     train = train_all[: train_size or len(train_all)]
