@@ -454,6 +454,7 @@ def save_model(out_dir: str | Path, model: nn.Module, tokenizer: Any, meta: Mode
     tokenizer.save_pretrained(out)
     if meta.lora:
         model.save_pretrained(out)  # PeftModel: adapter + head + marker rows
+        _sort_target_modules(out / "adapter_config.json")
     else:
         from safetensors.torch import save_file
 
@@ -462,6 +463,15 @@ def save_model(out_dir: str | Path, model: nn.Module, tokenizer: Any, meta: Mode
         save_file({k: v.contiguous() for k, v in net.classifier.state_dict().items()}, str(out / "head.safetensors"))
     d = dict(meta.__dict__)
     atomic_write_json(out / META_FILE, d)  # written last: its presence marks a complete folder
+
+
+def _sort_target_modules(config: Path) -> None:
+    """peft writes target_modules from a set, in an order that changes with Python's hash seed:
+    the same weights then gave another file, and DVC reran every stage after train."""
+    d = json.loads(config.read_text(encoding="utf-8"))
+    if isinstance(d.get("target_modules"), list):
+        d["target_modules"] = sorted(d["target_modules"])
+        atomic_write_json(config, d)
 
 
 def read_meta(model_dir: str | Path) -> ModelMeta:
