@@ -63,8 +63,9 @@ def load_metric(metric_dir: str | Path = METRIC_DIR) -> Any:
 
 @lru_cache(maxsize=None)
 def relation_scores_fn(metric_dir: str = str(METRIC_DIR)) -> Callable[..., dict]:
-    """The metric module's pure ``relation_scores`` (fast enough for bootstrap resamples)."""
-    path = Path(metric_dir) / f"{Path(metric_dir).name}.py"
+    """The metric's pure ``relation_scores`` (scores.py beside the evaluate module): fast enough
+    for bootstrap resamples, and loaded without `evaluate` and `datasets` (training's dev F1)."""
+    path = Path(metric_dir) / "scores.py"
     spec = importlib.util.spec_from_file_location(f"relmine_metric_{Path(metric_dir).name}", path)
     mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(mod)  # type: ignore[union-attr]

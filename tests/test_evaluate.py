@@ -37,6 +37,21 @@ def test_relation_f1_by_path_matches_hand_computation():
     assert r["weighted_f1"] == pytest.approx((0.75 * 4 + 2 / 3 * 3 + 0 + 0.75 * 4) / 12)
 
 
+def test_the_pure_scores_need_neither_evaluate_nor_datasets():
+    """Training's dev F1 and the bootstrap load metrics/relation_f1/scores.py alone: importing
+    `datasets` cost about 5 s per training process, and it fails with an old pyarrow."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from stages.evaluate import relation_scores; "
+            f"r = relation_scores({REFS!r}, {PREDS!r}); "
+            "print(r['micro_f1'], 'datasets' in sys.modules, 'evaluate' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(5 / 8), "False", "False"]
+    assert load_metric().compute(predictions=PREDS, references=REFS)["micro_f1"] == pytest.approx(5 / 8)
+
+
 def test_bootstrap_intervals_contain_the_point_estimate():
     res = score(REFS * 5, PREDS * 5, bootstrap=300, seed=1)
     for key, ci in res["ci95"].items():
