@@ -83,8 +83,6 @@ class TrainParams:
             raise ValueError("patience, max_train_examples and focal_gamma must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError("device must be auto, cpu or cuda")
-        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
-            raise ValueError("mixed_precision must be auto, no, bf16 or fp16")
 
 
 # --- losses ----------------------------------------------------------------------------
@@ -213,12 +211,12 @@ def make_accelerator(device: torch.device, precision: str) -> Any:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
-    state = AcceleratorState._shared_state  # private, but the only way to see a prior set-up
-    if state and (state.get("_mixed_precision") != precision
-                  or getattr(state.get("device"), "type", device.type) != device.type):
+    prior = AcceleratorState._shared_state  # private, but the only way to see a prior set-up
+    prior_device = getattr(prior.get("device"), "type", device.type)
+    if prior and (prior.get("_mixed_precision") != precision or prior_device != device.type):
         distributed = PartialState._shared_state.get("num_processes", 1) > 1
-        if distributed and state.get("device") is not None and state["device"].type != device.type:
-            raise RuntimeError(f"this distributed process already trained on {state['device']}; "
+        if distributed and prior_device != device.type:
+            raise RuntimeError(f"this distributed process already trained on {prior_device}; "
                                f"it cannot switch to {device}")
         AcceleratorState._reset_state(reset_partial_state=not distributed)
     return Accelerator(cpu=device.type == "cpu", mixed_precision=precision)
