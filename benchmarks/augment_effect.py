@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flows.common import load_params  # noqa: E402
-from flows.train import read_examples  # noqa: E402
+from stages.records import read_examples  # noqa: E402
 from stages.records import atomic_write_json  # noqa: E402
 
 

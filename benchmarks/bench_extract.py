@@ -68,8 +68,9 @@ def _throwaway_model(candidates: list, out: Path) -> Path:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    from flows.calibrate import load_trained_model, schema_args
     from flows.extract import ExtractParams, resolve_calibration, run_extract
+    from stages.model import load_trained_model
+    from stages.patterns import schema_args
     from stages.extract import classify
     from stages.model import cpu_count
 

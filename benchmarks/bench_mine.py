@@ -118,7 +118,8 @@ def bench_incremental(files: list[Path], workers: int) -> dict[str, Any]:
 
     import stages.mine as mine_mod
     from flows.common import RunParams
-    from flows.mine import _run_mine, mine_one
+    from flows.mine import _run_mine
+    from stages.mine_cache import mine_one
     from stages.mine import MineParams
 
     new = files[-1]

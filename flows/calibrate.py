@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -24,9 +23,9 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import cli_args, load_params, run_main
 from stages.calibrate import Calibration, fit_calibration, model_fingerprint, save_calibration
-from stages.errors import InputError
 from stages.params import INFER_BATCH_SIZE, check_inference_dtype
-from stages.records import atomic_write_json
+from stages.patterns import schema_args
+from stages.records import atomic_write_json, read_examples
 
 
 
@@ -54,27 +53,10 @@ class CalibrateParams:
         check_inference_dtype(self.dtype)
 
 
-def schema_args(relation_patterns: str, entity_patterns: str) -> dict[str, list[list[str]]]:
-    """relation -> allowed [subject type, object type] pairs, from the pattern files."""
-    from stages.patterns import load_entity_types, load_relations_spec
-
-    spec = load_relations_spec(relation_patterns, load_entity_types(entity_patterns))
-    return {name: [list(a) for a in rel.args] for name, rel in spec.relations.items()}
-
-
-def load_trained_model(model_dir: str, dtype: str = "auto"):
-    from stages.model import META_FILE, load_model
-
-    if not (Path(model_dir) / META_FILE).exists():
-        raise InputError(f"{model_dir}: no trained model ({META_FILE} missing); fix: run the train stage "
-                         "(dvc repro train) or pass the folder of a trained model")
-    return load_model(model_dir, dtype=dtype)
-
-
 @task(name="calibrate-model", cache_policy=NO_CACHE, persist_result=False)
 def calibrate_task(p: CalibrateParams) -> Calibration:
     log = get_run_logger()
-    from flows.train import read_examples
+    from stages.model import load_trained_model
 
     allowed = schema_args(p.relation_patterns, p.entity_patterns)
     dev = read_examples(p.dev, "split")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,9 +25,9 @@ from stages import entities as entities_mod
 from stages import patterns as patterns_mod
 from stages import records as records_mod
 from stages.cache import ResultCache, code_version, file_digest, make_key
-from stages.entities import AnnotatorStats, EntityAnnotator
-from stages.errors import InputError
+from stages.entities import AnnotatorStats, get_annotator
 from stages.patterns import load_entity_spec
+from stages.errors import InputError
 from stages.records import Sentence, atomic_write_json, read_records, to_dict
 
 REPORT = "reports/entities.json"
@@ -45,20 +44,6 @@ class EntitiesParams:
     def check(self) -> None:
         if self.regex_timeout_s <= 0:
             raise ValueError("regex_timeout_s must be > 0")
-
-
-# One annotator per process and pattern version: building the gazetteer automaton costs
-# ~0.3 s, so threads share it and Dask workers build it once.
-_ANNOTATORS: dict[str, EntityAnnotator] = {}
-_LOCK = threading.Lock()
-
-
-def get_annotator(patterns: str, spec_digest: str, timeout_s: float) -> EntityAnnotator:
-    key = f"{patterns}:{spec_digest}:{timeout_s}"
-    with _LOCK:
-        if key not in _ANNOTATORS:
-            _ANNOTATORS[key] = EntityAnnotator(load_entity_spec(patterns), timeout_s)
-        return _ANNOTATORS[key]
 
 
 def code_digest() -> str:

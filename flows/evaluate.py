@@ -12,9 +12,7 @@ from typing import Any
 from prefect import flow, task
 
 from flows.common import cli_args, load_params, run_main
-from flows.train import read_examples
-from stages.errors import InputError
-from stages.records import atomic_write_json
+from stages.records import atomic_write_json, read_examples
 
 log = logging.getLogger("relmine.evaluate")
 
@@ -22,17 +20,16 @@ log = logging.getLogger("relmine.evaluate")
 def make_decider(model: Any, params: Any):
     """The decision `extract` makes (calibrated thresholds, type constraints), or None for argmax
     when calibration is off or the calibrate stage has not run."""
-    from stages.calibrate import find_calibration, load_calibration
+    from stages.calibrate import resolve_calibration
 
-    path = find_calibration(params.model_dir) if params.calibrated else None
-    if path is None:
-        if params.calibrated:
-            log.warning("%s: no calibration found; scoring the plain argmax (dvc repro calibrate)", params.model_dir)
+    if not params.calibrated:
         return None
-    from flows.calibrate import schema_args
+    cal, _ = resolve_calibration(params.model_dir, model.labels, log)
+    if cal is None:
+        return None
     from stages.extract import classify
+    from stages.patterns import schema_args
 
-    cal = load_calibration(path)
     allowed = schema_args(params.relation_patterns, params.entity_patterns)
     return lambda examples: classify(model, examples, cal, allowed, batch_size=params.batch_size)
 
@@ -40,12 +37,9 @@ def make_decider(model: Any, params: Any):
 @task(name="evaluate-model")
 def evaluate_task(params: Any) -> dict:
     from stages.evaluate import score, predict, write_reports
-    from stages.model import load_model
+    from stages.model import load_trained_model
 
-    model_dir = Path(params.model_dir)
-    if not (model_dir / "relmine.json").exists():
-        raise InputError(f"{model_dir}: no trained model; run the train stage first (dvc repro train)")
-    model = load_model(model_dir, dtype=params.dtype)
+    model = load_trained_model(params.model_dir, params.dtype)
     test = read_examples(params.test, "split")
     reports = Path(params.reports_dir)
     decide = make_decider(model, params)

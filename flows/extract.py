@@ -15,7 +15,6 @@ atomically. A paper that cannot be read is reported and skipped.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -72,16 +71,16 @@ def collect_pdfs(paths: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
 
 
 def _annotator(entity_patterns: str, timeout_s: float):
-    from flows.entities import get_annotator
     from stages.cache import file_digest
+    from stages.entities import get_annotator
 
     return get_annotator(entity_patterns, file_digest(entity_patterns), timeout_s)
 
 
 def _relation_spec(relation_patterns: str, entity_patterns: str):
-    from flows.relations import get_spec
     from stages.cache import file_digest
     from stages.patterns import load_entity_types
+    from stages.relations import get_spec
 
     return get_spec(relation_patterns, file_digest(relation_patterns), sorted(load_entity_types(entity_patterns)))
 
@@ -89,25 +88,18 @@ def _relation_spec(relation_patterns: str, entity_patterns: str):
 def paper_candidates(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: ExtractParams) -> dict[str, Any]:
     """Mine one paper (cached), annotate it and form its candidate pairs with their
     pattern labels; never raises for a bad paper (``error`` says why)."""
-    from flows.mine import _caches, mine_one, paper_key
     from stages.mine import MineParams
+    from stages.mine_cache import cached_mine
     from stages.relations import RelationLabeller
 
     t0 = time.perf_counter()
     doc_id = Path(pdf).stem
     params = MineParams(**mine_params)
     try:
-        key = paper_key(Path(pdf), params)
-        sent_cache, stats_cache = _caches(cache_dir)
-        if sent_cache.get(key) and stats_cache.get(key):
-            stats = json.loads(stats_cache.path(key).read_text())
-            cached = True
-        else:
-            stats = mine_one(pdf, params, cache_dir, key)
-            cached = False
+        stats, sentences_file, cached = cached_mine(pdf, params, cache_dir)
         if stats.get("error"):
             return {"doc_id": doc_id, "file": pdf, "error": stats["error"]}
-        sentences = read_records(sent_cache.path(key), Sentence)
+        sentences = read_records(sentences_file, Sentence)
     except (OSError, ValueError) as exc:
         return {"doc_id": doc_id, "file": pdf, "error": f"{type(exc).__name__}: {exc}"}
     t1 = time.perf_counter()
@@ -127,27 +119,9 @@ def paper_task(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: Extract
 
 def resolve_calibration(p: ExtractParams, model, logger):
     """The calibration to use, or None (T = 1, argmax) with a warning saying why."""
-    from stages.calibrate import find_calibration, load_calibration, model_fingerprint
+    from stages.calibrate import resolve_calibration as resolve
 
-    path = Path(p.calibration) if p.calibration else find_calibration(p.model_dir)
-    if path is None:
-        logger.warning("no calibration for %s (run `python -m flows.calibrate`): uncalibrated confidence, argmax "
-                       "decisions%s", p.model_dir, "" if p.min_confidence is None else " with --min-confidence")
-        return None, None
-    if not path.exists():
-        raise InputError(f"{path}: calibration file not found; fix: run `python -m flows.calibrate` or drop "
-                         "--calibration")
-    cal = load_calibration(path)
-    if list(cal.labels) != list(model.labels):
-        logger.warning("%s: fitted for labels %s, the model has %s: ignored (recalibrate)", path, cal.labels,
-                       model.labels)
-        return None, None
-    fp = model_fingerprint(p.model_dir)
-    if cal.model_fingerprint and cal.model_fingerprint != fp:
-        logger.warning("%s was fitted for another version of %s: ignored (recalibrate: python -m flows.calibrate)",
-                       path, p.model_dir)
-        return None, None
-    return cal, path
+    return resolve(p.model_dir, model.labels, logger, p.calibration)
 
 
 def _classify_paper(i: int, n: int, res: dict[str, Any], model, cal, allowed, p: ExtractParams,
@@ -192,7 +166,8 @@ def extract_flow(paths: list[str], out: str, model_dir: str | None = None, min_c
     output_format(out)  # a bad extension fails before any work
     mine_p: MineParams = load_params(MineParams, "mine", params_path)
     run = load_run_params(params_path)
-    from flows.calibrate import load_trained_model, schema_args
+    from stages.model import load_trained_model
+    from stages.patterns import schema_args
 
     allowed = schema_args(p.relation_patterns, p.entity_patterns)  # validates the pattern files
     pdfs, failures = collect_pdfs(paths)

@@ -22,38 +22,13 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 import stages.mine as mine_mod
-import stages.records as records_mod
 from flows.common import RunParams, cli_args, load_params, load_run_params, make_task_runner, run_main
-from stages.cache import ResultCache, code_version, file_digest, make_key
 from stages.errors import InputError
-from stages.mine import MineParams, PaperResult, mine_paper_isolated
+from stages.mine import MineParams
+from stages.mine_cache import mine_caches, mine_one, paper_key
 from stages.records import Sentence, atomic_write_json, read_records
 
 log = logging.getLogger("relmine.mine")
-
-
-def paper_key(pdf: Path, params: MineParams) -> str:
-    return make_key("mine", file_digest(pdf), params.key(), code_version(mine_mod, records_mod))
-
-
-def _caches(cache_dir: str) -> tuple[ResultCache, ResultCache]:
-    return ResultCache(cache_dir, "mine", ".jsonl"), ResultCache(cache_dir, "mine", ".stats.json")
-
-
-def mine_one(pdf: str, params: MineParams, cache_dir: str, key: str) -> dict[str, Any]:
-    """Mine one paper into the cache; returns its stats (plus doc_id/error), never raises
-    for a bad paper. Sentences stay on disk so Dask workers ship back only stats."""
-    t0 = time.monotonic()
-    res: PaperResult = mine_paper_isolated(pdf, params)
-    stats = dict(res.stats)
-    stats.update(doc_id=res.doc_id, file=pdf, error=res.error, seconds=round(time.monotonic() - t0, 3))
-    sent_cache, stats_cache = _caches(cache_dir)
-    # timeouts depend on the machine's load: retry them next run instead of caching
-    if res.error is None or not res.error.startswith("timeout"):
-        text = "".join(json.dumps(asdict(s), ensure_ascii=False) + "\n" for s in res.sentences)
-        sent_cache.put_text(key, text)
-        stats_cache.put_text(key, json.dumps(stats))
-    return stats
 
 
 @task(name="mine-paper", retries=0)
@@ -70,7 +45,7 @@ def list_papers(papers_dir: str | Path) -> list[Path]:
 
 def _plan(pdfs: list[Path], params: MineParams, cache_dir: str) -> tuple[dict[str, str], list[Path]]:
     """Cache key per paper, and the papers that are not cached yet."""
-    sent_cache, stats_cache = _caches(cache_dir)
+    sent_cache, stats_cache = mine_caches(cache_dir)
     keys = {str(p): paper_key(p, params) for p in pdfs}
     todo = [p for p in pdfs if not (sent_cache.get(keys[str(p)]) and stats_cache.get(keys[str(p)]))]
     return keys, todo
@@ -79,7 +54,7 @@ def _plan(pdfs: list[Path], params: MineParams, cache_dir: str) -> tuple[dict[st
 def _swap_in(out_dir: Path, pdfs: list[Path], keys: dict[str, str], cache_dir: str, failed: set[str]) -> None:
     """Rebuild out_dir from the cache in a temp folder, then swap it in (failed
     papers get no file)."""
-    sent_cache, _ = _caches(cache_dir)
+    sent_cache, _ = mine_caches(cache_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -101,7 +76,7 @@ def _swap_in(out_dir: Path, pdfs: list[Path], keys: dict[str, str], cache_dir: s
 
 def build_report(pdfs: list[Path], keys: dict[str, str], cache_dir: str, fresh: dict[str, dict[str, Any]],
                  seconds: float, mined_seconds: float) -> dict[str, Any]:
-    _, stats_cache = _caches(cache_dir)
+    _, stats_cache = mine_caches(cache_dir)
     per_paper: dict[str, Any] = {}
     failures, skipped, ocr = [], [], []
     pages = sentences = characters = fresh_pages = 0
@@ -229,7 +204,7 @@ def mine_pdfs(paths: list[str | Path], params: MineParams | None = None, cache_d
             fresh = dict(zip(map(str, todo), ex.map(lambda p: mine_one(str(p), params, cache_dir, keys[str(p)]), todo)))
     finally:
         mine_mod.close_workers()
-    sent_cache, stats_cache = _caches(cache_dir)
+    sent_cache, stats_cache = mine_caches(cache_dir)
     sentences: list[Sentence] = []
     failures = []
     for p in pdfs:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -29,9 +28,9 @@ from stages import records as records_mod
 from stages import relations as relations_mod
 from stages.cache import ResultCache, code_version, file_digest, make_key
 from stages.errors import InputError
-from stages.patterns import RelationsSpec, load_entity_types, load_relations_spec
+from stages.patterns import load_entity_types, load_relations_spec
 from stages.records import AnnotatedSentence, Example, atomic_write_json, atomic_write_text, iter_jsonl, to_dict, write_jsonl
-from stages.relations import RelationLabeller, annotation_report, report_markdown, sample_negatives
+from stages.relations import RelationLabeller, annotation_report, get_spec, report_markdown, sample_negatives
 
 REPORT_JSON = "reports/annotation.json"
 REPORT_MD = "reports/annotation.md"
@@ -52,18 +51,6 @@ class RelationsParams:
             raise ValueError("negative_ratio must be >= 0")
         if self.regex_timeout_s <= 0:
             raise ValueError("regex_timeout_s must be > 0")
-
-
-_SPECS: dict[str, RelationsSpec] = {}
-_LOCK = threading.Lock()
-
-
-def get_spec(patterns: str, digest: str, types: list[str]) -> RelationsSpec:
-    key = f"{patterns}:{digest}:{','.join(types)}"
-    with _LOCK:
-        if key not in _SPECS:
-            _SPECS[key] = load_relations_spec(patterns, set(types))
-        return _SPECS[key]
 
 
 def code_digest() -> str:

@@ -32,7 +32,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import PARAMS_FILE, load_params, run_main
 from stages.errors import InputError
 from stages.params import INFER_BATCH_SIZE, check_inference_dtype
-from stages.records import Example, atomic_write_json, atomic_write_text, iter_jsonl, write_jsonl
+from stages.records import Example, atomic_write_json, atomic_write_text, iter_jsonl, read_examples, write_jsonl
 
 
 
@@ -59,8 +59,6 @@ class ReviewParams:
 
 def read_example_sources(sources: list[str]) -> list[Example]:
     """Examples from JSONL files and folders of them, unique by id (first kept)."""
-    from flows.train import read_examples
-
     files: list[Path] = []
     for s in sources:
         p = Path(s)
@@ -87,16 +85,14 @@ def gold_ids(gold_dir: str) -> set[str]:
 def score_task(p: ReviewParams, examples: list[Example], allowed: dict) -> tuple[list[str] | None, list[float] | None, str | None]:
     """Calibrated predictions, or (None, None, reason) when there is no trained model."""
     log = get_run_logger()
-    from flows.calibrate import load_trained_model
-    from flows.extract import ExtractParams, resolve_calibration
+    from stages.calibrate import resolve_calibration
     from stages.extract import classify
-    from stages.model import META_FILE
+    from stages.model import META_FILE, load_trained_model
 
     if not (Path(p.model_dir) / META_FILE).exists():
         return None, None, f"no trained model in {p.model_dir}"
     model = load_trained_model(p.model_dir, p.dtype)
-    ep = ExtractParams(model_dir=p.model_dir, calibration=p.calibration)
-    cal, _ = resolve_calibration(ep, model, log)
+    cal, _ = resolve_calibration(p.model_dir, model.labels, log, p.calibration)
     labels, conf = classify(model, examples, cal, allowed, None, p.batch_size)
     return labels, conf, None
 
@@ -105,7 +101,7 @@ def score_task(p: ReviewParams, examples: list[Example], allowed: dict) -> tuple
 def export_flow(out_dir: str, per_class: int | None = None, seed: int | None = None, model_dir: str | None = None,
                 examples: list[str] | None = None, params_path: str | None = None) -> dict[str, Any]:
     log = get_run_logger()
-    from flows.calibrate import schema_args
+    from stages.patterns import schema_args
     from stages.review import label_config, label_studio_tasks, review_csv, select_batch
 
     p: ReviewParams = load_params(ReviewParams, "review", params_path)
@@ -147,7 +143,7 @@ def export_flow(out_dir: str, per_class: int | None = None, seed: int | None = N
 @flow(name="review-import")
 def import_flow(batch_file: str, batch: str, params_path: str | None = None) -> dict[str, Any]:
     log = get_run_logger()
-    from flows.calibrate import schema_args
+    from stages.patterns import schema_args
     from stages.review import check_batch_name, import_batch
 
     p: ReviewParams = load_params(ReviewParams, "review", params_path)

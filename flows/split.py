@@ -12,7 +12,7 @@ from prefect import flow, task
 
 from flows.common import cli_args, load_params, load_run_params, make_task_runner, run_main
 from stages.errors import InputError
-from stages.records import Example, atomic_write_json, iter_jsonl, write_jsonl
+from stages.records import Example, atomic_write_json, scan_examples, write_jsonl
 from stages.split import SplitParams, split_counts, split_examples
 
 log = logging.getLogger("relmine.split")
@@ -23,21 +23,7 @@ REPORT = "reports/split.json"
 @task
 def read_examples(path: str, origin: str | None) -> tuple[list[Example], list[str]]:
     """Read one JSONL file; bad records are skipped and described (file:line and the fix)."""
-    good: list[Example] = []
-    bad: list[str] = []
-    try:
-        for lineno, d in enumerate(iter_jsonl(path), 1):
-            try:
-                ex = Example.from_dict(d)
-                if origin:
-                    ex.origin = origin
-                ex.validate()
-                good.append(ex)
-            except (KeyError, TypeError, ValueError) as exc:
-                bad.append(f"{path}: record {lineno}: {exc}; fix or remove it (schema: stages/records.py Example)")
-    except (OSError, ValueError) as exc:
-        bad.append(f"{path}: {exc}; fix the file or remove it")
-    return good, bad
+    return scan_examples(path, origin)
 
 
 def _input_files(params: SplitParams) -> list[tuple[str, str | None]]:

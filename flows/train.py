@@ -9,34 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 
 from flows.common import cli_args, load_params, run_main
-from stages.errors import InputError
-from stages.records import Example, atomic_write_json, iter_jsonl
+from stages.records import atomic_write_json, read_examples
 
 log = logging.getLogger("relmine.train")
 
 DVCLIVE_DIR = "dvclive"
-
-
-def read_examples(path: str, stage: str) -> list[Example]:
-    """Valid Examples of a JSONL file; a bad record is reported by file:line and skipped."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: not found; run the {stage} stage first (dvc repro {stage})")
-    out: list[Example] = []
-    for lineno, d in enumerate(iter_jsonl(p), 1):
-        try:
-            ex = Example.from_dict(d)
-            ex.validate()
-            out.append(ex)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.error("%s: record %d skipped: %s; fix or remove it (schema: stages/records.py Example)", p, lineno, exc)
-    return out
 
 
 def is_main_process() -> bool:

@@ -409,3 +409,29 @@ def find_calibration(model_dir: str | Path) -> Path | None:
         if p.exists():
             return p
     return None
+
+
+def resolve_calibration(model_dir: str | Path, model_labels: Sequence[str], logger, calibration: str | Path | None = None,
+                        ) -> tuple[Calibration | None, Path | None]:
+    """The calibration every decision uses (extract, evaluate, review): ``calibration`` when given,
+    else the one found beside ``model_dir``. None (T = 1, argmax) with a warning saying why when
+    there is none, or when it was fitted for other labels or another version of the model."""
+    path = Path(calibration) if calibration else find_calibration(model_dir)
+    if path is None:
+        logger.warning("no calibration for %s (run `python -m flows.calibrate`): uncalibrated confidence, argmax "
+                       "decisions", model_dir)
+        return None, None
+    if not path.exists():
+        raise InputError(f"{path}: calibration file not found; fix: run `python -m flows.calibrate` or drop "
+                         "--calibration")
+    cal = load_calibration(path)
+    if list(cal.labels) != list(model_labels):
+        logger.warning("%s: fitted for labels %s, the model has %s: ignored (recalibrate)", path, cal.labels,
+                       list(model_labels))
+        return None, None
+    fp = model_fingerprint(model_dir)
+    if cal.model_fingerprint and cal.model_fingerprint != fp:
+        logger.warning("%s was fitted for another version of %s: ignored (recalibrate: python -m flows.calibrate)",
+                       path, model_dir)
+        return None, None
+    return cal, path

@@ -24,6 +24,7 @@ IO tags), span precision/recall/F1 with exact and partial (overlap) matching.
 from __future__ import annotations
 
 import re as _re
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from typing import Iterable
 
 import ahocorasick
 
-from .patterns import EntitySpec
+from .patterns import EntitySpec, load_entity_spec
 from .records import AnnotatedSentence, Mention, Sentence
 
 # Words allowed in lower case inside a title-case name ("Mill of Forest Till").
@@ -382,3 +383,17 @@ def score_gold(annotator: EntityAnnotator, gold_path: str | Path, type_map: dict
     scores = score_spans(pairs, list(type_map.values()))
     return {"gold_file": str(gold_path), "sentences": len(sents),
             "mapping": {k: v for k, v in type_map.items()}, "scores": scores, "examples_of_errors": errors}
+
+
+# One annotator per process and pattern version: building the gazetteer automaton costs
+# ~0.3 s, so threads share it and Dask workers build it once.
+_ANNOTATORS: dict[str, EntityAnnotator] = {}
+_LOCK = threading.Lock()
+
+
+def get_annotator(patterns: str, spec_digest: str, timeout_s: float) -> EntityAnnotator:
+    key = f"{patterns}:{spec_digest}:{timeout_s}"
+    with _LOCK:
+        if key not in _ANNOTATORS:
+            _ANNOTATORS[key] = EntityAnnotator(load_entity_spec(patterns), timeout_s)
+        return _ANNOTATORS[key]

@@ -555,3 +555,11 @@ def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto")
         net.classifier.load_state_dict(load_file(str(model_dir / "head.safetensors")))
         model = net
     return RelationClassifier(model, tokenizer, meta, device=device, dtype=dtype)
+
+
+def load_trained_model(model_dir: str | Path, dtype: str = "auto") -> RelationClassifier:
+    """The trained model in ``model_dir``, or an InputError naming the folder and the fix."""
+    if not (Path(model_dir) / META_FILE).exists():
+        raise InputError(f"{model_dir}: no trained model ({META_FILE} missing); fix: run the train stage "
+                         "(dvc repro train) or pass the folder of a trained model")
+    return load_model(model_dir, dtype=dtype)

@@ -549,3 +549,9 @@ def _compile_template(ctx: _Ctx, rel: str, args: list[tuple[str, str]], types: s
     suffix = ctx.compile(where, parts[2], flags) if parts[2].strip() else None
     return Template(tid, rel, (ta, tb), (ra, rb), prefix, middle, suffix,
                     ctx.int_(where, "priority", t.get("priority", rel_priority)), t["pattern"])
+
+
+def schema_args(relation_patterns: str | Path, entity_patterns: str | Path) -> dict[str, list[list[str]]]:
+    """relation -> allowed [subject type, object type] pairs, from the pattern files (validates both)."""
+    spec = load_relations_spec(relation_patterns, load_entity_types(entity_patterns))
+    return {name: [list(a) for a in rel.args] for name, rel in spec.relations.items()}

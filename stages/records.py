@@ -25,6 +25,7 @@ Example   (relations -> data/relations/<doc_id>.jsonl, then split/augment)
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
@@ -183,3 +184,44 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
         lines.append(json.dumps(d, ensure_ascii=False))
     atomic_write_text(path, "".join(line + "\n" for line in lines))
     return len(lines)
+
+
+def _parse_examples(path: str | Path, origin: str | None, good: list["Example"], bad: list[str]) -> None:
+    for lineno, d in enumerate(iter_jsonl(path), 1):
+        try:
+            ex = Example.from_dict(d)
+            if origin:
+                ex.origin = origin
+            ex.validate()
+            good.append(ex)
+        except (KeyError, TypeError, ValueError) as exc:
+            bad.append(f"{path}: record {lineno} skipped: {exc}; fix or remove it (schema: stages/records.py Example)")
+
+
+def scan_examples(path: str | Path, origin: str | None = None) -> tuple[list["Example"], list[str]]:
+    """Valid Examples of one JSONL file, and a message (file:record and the fix) for each bad
+    record, which is skipped; an unreadable file is one message. ``origin`` overrides the
+    records' own origin (gold imports)."""
+    good: list[Example] = []
+    bad: list[str] = []
+    try:
+        _parse_examples(path, origin, good, bad)
+    except (OSError, ValueError) as exc:
+        bad.append(f"{path}: {exc}; fix the file or remove it")
+    return good, bad
+
+
+def read_examples(path: str | Path, stage: str) -> list["Example"]:
+    """Valid Examples of a JSONL file written by ``stage``; bad records are logged and skipped.
+    A missing file names the stage that writes it."""
+    p = Path(path)
+    if not p.exists():
+        from .errors import InputError
+
+        raise InputError(f"{p}: not found; run the {stage} stage first (dvc repro {stage})")
+    good: list[Example] = []
+    bad: list[str] = []
+    _parse_examples(p, None, good, bad)
+    for msg in bad:
+        logging.getLogger("relmine.records").error("%s", msg)
+    return good

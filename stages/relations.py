@@ -22,11 +22,12 @@ priorities, reproducible negative sampling, and the labelling-function report.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .patterns import RelationsSpec, Template
+from .patterns import RelationsSpec, Template, load_relations_spec
 from .records import NO_RELATION, AnnotatedSentence, Example, Mention, Span
 
 
@@ -288,3 +289,16 @@ def report_markdown(report: dict) -> str:
         lines += [f"- {e['label']}: {e['sentence']}" for e in st["examples"]]
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+# One parsed spec per process and pattern version, shared by threads.
+_SPECS: dict[str, RelationsSpec] = {}
+_LOCK = threading.Lock()
+
+
+def get_spec(patterns: str, digest: str, types: list[str]) -> RelationsSpec:
+    key = f"{patterns}:{digest}:{','.join(types)}"
+    with _LOCK:
+        if key not in _SPECS:
+            _SPECS[key] = load_relations_spec(patterns, set(types))
+        return _SPECS[key]

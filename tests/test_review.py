@@ -265,7 +265,7 @@ def test_review_flows_export_then_import_into_gold(tmp_path, prefect_server):
     """No trained model here: the export holds pattern samples only; the import writes
     <gold_dir>/<batch>.jsonl that the train/evaluate reader accepts."""
     from flows.review import export_flow, import_flow
-    from flows.train import read_examples
+    from stages.records import read_examples
 
     exs = made_examples()
     write_jsonl(tmp_path / "relations" / "papers.jsonl", exs)
