@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
@@ -25,10 +26,10 @@ from stages import entities as entities_mod
 from stages import patterns as patterns_mod
 from stages import records as records_mod
 from stages.cache import ResultCache, code_version, file_digest, make_key
-from stages.entities import AnnotatorStats, get_annotator
+from stages.entities import AnnotatorStats, get_annotator, with_given
 from stages.patterns import load_entity_spec
 from stages.errors import InputError
-from stages.records import Sentence, atomic_write_json, read_records, to_dict
+from stages.records import AnnotatedSentence, Sentence, atomic_write_json, read_records, to_dict
 
 REPORT = "reports/entities.json"
 
@@ -40,6 +41,7 @@ class EntitiesParams:
     out_dir: str = "data/entities"
     skip_sections: list[str] = field(default_factory=lambda: ["references"])
     regex_timeout_s: float = 1.0
+    given: Literal["ignore", "only", "plus_patterns"] = "ignore"  # mentions already in the input records
 
     def check(self) -> None:
         if self.regex_timeout_s <= 0:
@@ -52,12 +54,13 @@ def code_digest() -> str:
 
 def paper_key(mined: Path, pattern_digest: str, gaz_digest: str, p: EntitiesParams) -> str:
     return make_key("entities", file_digest(mined), pattern_digest, gaz_digest,
-                    {"skip_sections": sorted(p.skip_sections), "regex_timeout_s": p.regex_timeout_s}, code_digest())
+                    {"skip_sections": sorted(p.skip_sections), "regex_timeout_s": p.regex_timeout_s, "given": p.given},
+                    code_digest())
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 def annotate_paper(mined: str, key: str, cache_dir: str, patterns: str, spec_digest: str,
-                   skip_sections: list[str], timeout_s: float) -> dict:
+                   skip_sections: list[str], timeout_s: float, given: str = "ignore") -> dict:
     """Annotate one paper unless its result is cached; return its summary."""
     doc_id = Path(mined).stem
     data = ResultCache(cache_dir, "entities")
@@ -67,13 +70,18 @@ def annotate_paper(mined: str, key: str, cache_dir: str, patterns: str, spec_dig
         return {**summary, "cached": True, "key": key}
     t0 = time.perf_counter()
     try:
-        sentences = read_records(mined, Sentence)
+        sentences = read_records(mined, AnnotatedSentence if given != "ignore" else Sentence)
     except (ValueError, TypeError, KeyError) as exc:
-        return {"doc_id": doc_id, "error": f"{mined}: {exc}; fix: rerun `dvc repro mine` or delete the file",
-                "cached": False, "key": key}
+        return {"doc_id": doc_id, "error": f"{mined}: {exc}; fix: rerun `dvc repro mine` (or the import) or delete "
+                "the file", "cached": False, "key": key}
     annotator = get_annotator(patterns, spec_digest, timeout_s)
     stats = AnnotatorStats()
-    annotated = annotator.annotate(sentences, skip_sections, stats)
+    if given == "only":
+        annotated = with_given(sentences, None, skip_sections, stats)
+    else:
+        annotated = annotator.annotate(sentences, skip_sections, stats)
+        if given == "plus_patterns":
+            annotated = with_given(sentences, annotated, skip_sections, stats)
     data.put_text(key, "".join(json.dumps(to_dict(a), ensure_ascii=False) + "\n" for a in annotated))
     summary = {"doc_id": doc_id, "sentences": stats.sentences, "skipped_sentences": stats.skipped,
                "mentions": dict(stats.mentions), "sources": dict(stats.sources),
@@ -100,7 +108,7 @@ def entities_flow(params_path: str = "params.yaml") -> dict:
 
     futures = annotate_paper.map(
         [str(m) for m in mined], keys, cache_dir=run.cache_dir, patterns=p.patterns, spec_digest=spec_digest,
-        skip_sections=unmapped(list(p.skip_sections)), timeout_s=p.regex_timeout_s,
+        skip_sections=unmapped(list(p.skip_sections)), timeout_s=p.regex_timeout_s, given=p.given,
     )
     summaries = []
     for i, fut in enumerate(futures, 1):

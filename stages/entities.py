@@ -397,3 +397,37 @@ def get_annotator(patterns: str, spec_digest: str, timeout_s: float) -> EntityAn
         if key not in _ANNOTATORS:
             _ANNOTATORS[key] = EntityAnnotator(load_entity_spec(patterns), timeout_s)
         return _ANNOTATORS[key]
+
+
+GIVEN_MODES = ("ignore", "only", "plus_patterns")
+
+
+def with_given(given: list[AnnotatedSentence], found: list[AnnotatedSentence] | None,
+               skip_sections: Iterable[str] = (), stats: AnnotatorStats | None = None) -> list[AnnotatedSentence]:
+    """An imported corpus's own mentions (``given``), alone (``found`` None) or with the pattern
+    mentions (``found``, the same sentences annotated) that overlap none of them: a curator's
+    marks win over the patterns on span boundaries. Sentences in ``skip_sections`` keep no
+    mention, as in ``EntityAnnotator.annotate``; counts go to ``stats``."""
+    skip = {s.lower() for s in skip_sections}
+    by_key = {(a.doc_id, a.sent_id): a for a in found or []}
+    out: list[AnnotatedSentence] = []
+    for g in given:
+        mentions = [] if g.section.lower() in skip else list(g.mentions)
+        extra = by_key.get((g.doc_id, g.sent_id))
+        if extra is not None and mentions:
+            mentions += [m for m in extra.mentions if all(m.end <= x.start or x.end <= m.start for x in g.mentions)]
+        elif extra is not None:
+            mentions = list(extra.mentions)
+        mentions.sort(key=lambda m: (m.start, m.end))
+        out.append(AnnotatedSentence(g.doc_id, g.sent_id, g.page, g.section, g.text, g.kind, mentions))
+    if stats is not None and found is None:  # annotate() counted the found ones already
+        stats.sentences += len(given)
+        stats.skipped += sum(g.section.lower() in skip for g in given)
+    if stats is not None:
+        stats.mentions.clear()
+        stats.sources.clear()
+        for a in out:
+            for m in a.mentions:
+                stats.mentions[m.type] += 1
+                stats.sources[m.source] += 1
+    return out

@@ -1,0 +1,110 @@
+"""Prefect flow ``import``: a corpus with its mentions (and relations) already marked ->
+relmine's records.
+
+    python -m flows.import_corpus [--params params.yaml]
+
+Reads ``importer.input`` in ``importer.format`` (jsonl | brat | bioc: stages/importers.py)
+and writes
+
+* ``importer.out_dir/<doc_id>.jsonl``: AnnotatedSentence records with the given mentions.
+  Point ``entities.mined_dir`` there and set ``entities.given: only`` (or
+  ``plus_patterns`` to add what the entity patterns find) to run the pipeline on it;
+* ``importer.gold_dir/<importer.name>.jsonl`` (when ``importer.gold``): one gold Example per
+  candidate pair with the corpus's label, for ``evaluate`` (and for training only when
+  ``split.train_on_gold``);
+* ``importer.report``: counts, and every dropped record by reason with where it was first seen.
+
+Types and labels are checked against the pattern files before anything is written.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import flow
+
+from flows.common import cli_args, load_params, new_tmp_dir, run_main, swap_dir
+from stages.errors import InputError
+from stages.importers import FORMATS, annotated_sentences, gold_examples, read_corpus, rename
+from stages.patterns import load_entity_types, schema_args
+from stages.records import atomic_write_json, to_dict, write_jsonl
+
+log = logging.getLogger("relmine.import")
+
+
+@dataclass
+class ImportParams:
+    format: str = "jsonl"  # jsonl | brat | bioc
+    input: str = ""  # the corpus: a file or a folder
+    name: str = "imported"  # gold file name: <gold_dir>/<name>.jsonl
+    out_dir: str = "data/imported"  # AnnotatedSentence per document (entities.mined_dir for entities.given)
+    gold: bool = True  # write the labelled pairs as gold examples
+    gold_dir: str = "data/gold"
+    labelled_only: bool = False  # true: only the pairs the corpus labels (no NO_RELATION for the others)
+    entity_patterns: str = "data/patterns/entities.yaml"  # where the entity types are declared
+    relation_patterns: str = "data/patterns/relations.yaml"
+    type_map: dict[str, str] = field(default_factory=dict)  # corpus type -> schema type
+    label_map: dict[str, str] = field(default_factory=dict)  # corpus label -> relation (or NO_RELATION)
+    report: str = "reports/import.json"
+
+    def check(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+        if not self.input:
+            raise ValueError("input is empty: set it to the corpus file or folder")
+        if not self.name or "/" in self.name:
+            raise ValueError("name must be a plain file name (the gold file is <gold_dir>/<name>.jsonl)")
+
+
+@flow(name="import")
+def import_flow(params_path: str | None = None) -> dict:
+    p: ImportParams = load_params(ImportParams, "importer", params_path)
+    allowed = schema_args(p.relation_patterns, p.entity_patterns)
+    result = read_corpus(p.format, p.input)
+    if not result.sentences:
+        raise InputError(f"{p.input}: no sentence could be read; fix: check importer.format ({p.format})")
+    rename(result, p.type_map, p.label_map, load_entity_types(p.entity_patterns), set(allowed))
+    docs = annotated_sentences(result.sentences, p.format)
+
+    out = Path(p.out_dir)
+    tmp = new_tmp_dir(out)
+    try:
+        for doc_id, sents in docs.items():
+            write_jsonl(tmp / f"{doc_id}.jsonl", sents)
+        swap_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report = {
+        "format": p.format, "input": p.input, "documents": len(docs), "sentences": len(result.sentences),
+        "mentions": sum(len(s.mentions) for s in result.sentences),
+        "mentions_per_type": dict(sorted(Counter(m.type for s in result.sentences for m in s.mentions).items())),
+        "relations": sum(len(s.relations) for s in result.sentences),
+        "dropped": dict(result.problems), "dropped_first_seen": result.examples_of_problems,
+        "out_dir": p.out_dir,
+    }
+    if p.gold:
+        examples = gold_examples(result.sentences, allowed, p.labelled_only)
+        gold_file = Path(p.gold_dir) / f"{p.name}.jsonl"
+        write_jsonl(gold_file, [to_dict(e) for e in examples])
+        report |= {"gold_file": str(gold_file), "gold_pairs": len(examples),
+                   "gold_labels": dict(sorted(Counter(e.label for e in examples).items()))}
+    atomic_write_json(p.report, report)
+    log.info("import: %d documents, %d sentences, %d mentions, %d relations from %s (%s)%s", report["documents"],
+             report["sentences"], report["mentions"], report["relations"], p.input, p.format,
+             f"; {report['gold_pairs']} gold pairs -> {report['gold_file']}" if p.gold else "")
+    for reason, n in result.problems.most_common():
+        log.warning("import: %d dropped: %s (first: %s)", n, reason, result.examples_of_problems[reason])
+    return report
+
+
+def main() -> None:
+    args = cli_args("Import a corpus with marked mentions/relations (jsonl, BRAT, BioC) into relmine's records.")
+    run_main(import_flow, args.params)
+
+
+if __name__ == "__main__":
+    main()
