@@ -22,9 +22,6 @@ from stages.records import Example, atomic_write_json, read_records, write_jsonl
 
 log = logging.getLogger("relmine.augment")
 
-REPORT = "reports/augment.json"
-
-
 @task(retries=1, retry_delay_seconds=2)
 def round_trip_batch(params: AugmentParams, cache_dir: str, texts: list[str]) -> list[str]:
     """One batch through the backend (the backend is built once per process)."""
@@ -40,7 +37,7 @@ def augment_flow(
     params_path: str | None = None,
     backend: str | None = None,
     out: str | None = None,
-    report_path: str = REPORT,
+    report_path: str | None = None,
     overrides: dict | None = None,
 ) -> dict:
     params: AugmentParams = load_params(AugmentParams, "augment", params_path)
@@ -80,7 +77,7 @@ def augment_flow(
     report = dict(result.report)
     report["translations"]["batches"] = calls["n"]
     write_jsonl(params.out, result.examples)
-    atomic_write_json(report_path, report)
+    atomic_write_json(report_path or params.report, report)
     log.info(
         "augment (%s): %d originals + %d paraphrases -> %s; dropped %s",
         params.backend, len(result.examples) - len(result.added), len(result.added), params.out,
@@ -93,7 +90,7 @@ def run_augment(
     params_path: str | None = None,
     backend: str | None = None,
     out: str | None = None,
-    report_path: str = REPORT,
+    report_path: str | None = None,
     **overrides,
 ) -> dict:
     """Run the augment flow with the runner from params; ``backend``/``out`` override params.
@@ -112,7 +109,7 @@ def main() -> None:
         "Augment rare relation classes of the train split by back-translation.",
         [(["--backend"], {"choices": ["apertium", "marian", "synonym", "none"], "help": "override augment.backend"}),
          (["--out"], {"help": "override augment.out"}),
-         (["--report"], {"default": REPORT, "help": f"report path (default {REPORT})"})],
+         (["--report"], {"default": None, "help": "report path (default augment.report)"})],
     )
     run_main(run_augment, args.params, backend=args.backend, out=args.out, report_path=args.report)
 

@@ -31,14 +31,13 @@ from stages.patterns import load_entity_spec
 from stages.errors import InputError
 from stages.records import AnnotatedSentence, Sentence, atomic_write_json, read_records, to_dict
 
-REPORT = "reports/entities.json"
-
-
 @dataclass
 class EntitiesParams:
     mined_dir: str = "data/mined"
     patterns: str = "data/patterns/entities.yaml"
     out_dir: str = "data/entities"
+    report: str = "reports/entities.json"
+    gazetteers_dir: str = "data/gazetteers"  # holds every gazetteer file the patterns name (a DVC dependency)
     skip_sections: list[str] = field(default_factory=lambda: ["references"])
     regex_timeout_s: float = 1.0
     given: Literal["ignore", "only", "plus_patterns"] = "ignore"  # mentions already in the input records
@@ -90,6 +89,16 @@ def annotate_paper(mined: str, key: str, cache_dir: str, patterns: str, spec_dig
     return {**summary, "cached": False, "key": key}
 
 
+def check_gazetteers_dir(files, gazetteers_dir: str, patterns: str) -> None:
+    """Every gazetteer file must lie in ``entities.gazetteers_dir``: dvc.yaml depends on that
+    folder, so an edit of a list elsewhere would not rerun the stage."""
+    root = Path(gazetteers_dir).resolve()
+    outside = sorted({str(f) for f in files if root not in Path(f).resolve().parents})
+    if outside:
+        raise InputError(f"{patterns}: gazetteer file(s) {', '.join(outside)} outside entities.gazetteers_dir "
+                         f"({gazetteers_dir}); fix: move them there or set entities.gazetteers_dir to their folder")
+
+
 @flow(name="entities", log_prints=True)
 def entities_flow(params_path: str = "params.yaml") -> dict:
     logger = get_run_logger()
@@ -98,6 +107,7 @@ def entities_flow(params_path: str = "params.yaml") -> dict:
     t0 = time.perf_counter()
     spec = load_entity_spec(p.patterns)  # validates the file before any work
     pattern_digest = file_digest(p.patterns)
+    check_gazetteers_dir(spec.gazetteer_files, p.gazetteers_dir, p.patterns)
     gaz_digest = make_key(*[file_digest(f) for f in sorted(set(spec.gazetteer_files))])
     spec_digest = make_key(pattern_digest, gaz_digest)
     mined = sorted(Path(p.mined_dir).glob("*.jsonl"))
@@ -155,7 +165,7 @@ def entities_flow(params_path: str = "params.yaml") -> dict:
         "per_paper": [{k: s.get(k) for k in ("doc_id", "cached", "sentences", "seconds")} | {"mentions": sum(s["mentions"].values())}
                       for s in ok],
     }
-    atomic_write_json(REPORT, report)
+    atomic_write_json(p.report, report)
     logger.info("entities: %d mentions in %d papers (%d annotated, %d cached)", report["mentions"],
                 len(ok), report["annotated"], report["cached"])
     return report

@@ -24,7 +24,7 @@ def make_decider(model: Any, params: Any):
 
     if not params.calibrated:
         return None
-    cal, _ = resolve_calibration(params.model_dir, model.labels, log)
+    cal, _ = resolve_calibration(params.model_dir, model.labels, log, params.calibration)
     if cal is None:
         return None
     from stages.extract import classify

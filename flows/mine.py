@@ -36,11 +36,15 @@ def mine_paper_task(pdf: str, params: dict[str, Any], cache_dir: str, key: str) 
     return mine_one(pdf, MineParams(**params), cache_dir, key)
 
 
-def list_papers(papers_dir: str | Path) -> list[Path]:
+def list_papers(papers_dir: str | Path, patterns: list[str] | tuple[str, ...] = ("*.pdf",)) -> list[Path]:
+    """The PDFs in ``papers_dir`` whose names match one of ``patterns`` (fnmatch, any case)."""
+    from fnmatch import fnmatch
+
     d = Path(papers_dir)
     if not d.is_dir():
         raise InputError(f"{d}: papers folder not found; run `dvc pull data/papers.dvc` or set mine.papers_dir")
-    return sorted(p for p in d.iterdir() if p.suffix.lower() == ".pdf" and p.is_file())
+    return sorted(p for p in d.iterdir() if p.suffix.lower() == ".pdf" and p.is_file()
+                  and any(fnmatch(p.name.lower(), pat.lower()) for pat in patterns))
 
 
 def _plan(pdfs: list[Path], params: MineParams, cache_dir: str) -> tuple[dict[str, str], list[Path]]:
@@ -124,7 +128,7 @@ def build_report(pdfs: list[Path], keys: dict[str, str], cache_dir: str, fresh: 
 
 def _run_mine(params: MineParams, run: RunParams, map_papers) -> dict[str, Any]:
     t0 = time.monotonic()
-    pdfs = list_papers(params.papers_dir)
+    pdfs = list_papers(params.papers_dir, params.papers)
     if not pdfs:
         raise InputError(f"{params.papers_dir}: no .pdf files; run `dvc pull data/papers.dvc`")
     keys, todo = _plan(pdfs, params, run.cache_dir)

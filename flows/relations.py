@@ -32,8 +32,6 @@ from stages.patterns import load_entity_types, load_relations_spec
 from stages.records import AnnotatedSentence, Example, atomic_write_json, atomic_write_text, iter_jsonl, to_dict, write_jsonl
 from stages.relations import RelationLabeller, annotation_report, get_spec, report_markdown, sample_negatives
 
-REPORT_JSON = "reports/annotation.json"
-REPORT_MD = "reports/annotation.md"
 
 
 @dataclass
@@ -42,6 +40,8 @@ class RelationsParams:
     patterns: str = "data/patterns/relations.yaml"
     entity_patterns: str = "data/patterns/entities.yaml"  # where the entity types are declared
     out_dir: str = "data/relations"
+    report: str = "reports/annotation.json"
+    report_md: str = "reports/annotation.md"
     negative_ratio: float = 4.0
     seed: int = 13
     regex_timeout_s: float = 1.0
@@ -137,8 +137,8 @@ def relations_flow(params_path: str = "params.yaml") -> dict:
     report["negative_ratio"] = p.negative_ratio
     report["seed"] = p.seed
     report["wall_seconds"] = round(time.perf_counter() - t0, 3)
-    atomic_write_json(REPORT_JSON, report)
-    atomic_write_text(REPORT_MD, report_markdown(report))
+    atomic_write_json(p.report, report)
+    atomic_write_text(p.report_md, report_markdown(report))
     logger.info("relations: %d examples kept of %d candidates (%s)", len(kept), len(all_examples),
                 ", ".join(f"{k} {v}" for k, v in report["examples_per_class"].items()))
     return report

@@ -17,9 +17,6 @@ from stages.split import SplitParams, split_counts, split_examples
 
 log = logging.getLogger("relmine.split")
 
-REPORT = "reports/split.json"
-
-
 @task
 def read_examples(path: str, origin: str | None) -> tuple[list[Example], list[str]]:
     """Read one JSONL file; bad records are skipped and described (file:line and the fix)."""
@@ -41,7 +38,7 @@ def _input_files(params: SplitParams) -> list[tuple[str, str | None]]:
 
 
 @flow(name="split")
-def split_flow(params_path: str | None = None, report_path: str = REPORT) -> dict:
+def split_flow(params_path: str | None = None, report_path: str | None = None) -> dict:
     params = load_params(SplitParams, "split", params_path)
     files = _input_files(params)
     futures = read_examples.map([f for f, _ in files], [o for _, o in files])
@@ -65,7 +62,7 @@ def split_flow(params_path: str | None = None, report_path: str = REPORT) -> dic
     report = split_counts(result)
     report["group_by"] = params.group_by
     report["skipped_records"] = skipped
-    atomic_write_json(report_path, report)
+    atomic_write_json(report_path or params.report, report)
     log.info(
         "split %d examples: train %d, dev %d, test %d, gold %d",
         len(examples), len(result.train), len(result.dev), len(result.test), len(result.gold),
@@ -78,7 +75,7 @@ def main() -> None:
     run_main(run_split, args.params)
 
 
-def run_split(params_path: str | None = None, report_path: str = REPORT) -> dict:
+def run_split(params_path: str | None = None, report_path: str | None = None) -> dict:
     """Run the flow with the task runner named in the run section of params."""
     run = load_run_params(params_path)
     return split_flow.with_options(task_runner=make_task_runner(run))(params_path=params_path, report_path=report_path)

@@ -18,9 +18,6 @@ from stages.records import atomic_write_json, read_examples
 
 log = logging.getLogger("relmine.train")
 
-DVCLIVE_DIR = "dvclive"
-
-
 def is_main_process() -> bool:
     """Under `accelerate launch` / torchrun every process runs this flow; rank 0 writes the outputs."""
     return int(os.environ.get("RANK", "0")) == 0
@@ -48,11 +45,11 @@ def train_task(params: Any, live_dir: str) -> dict:
 
 
 @flow(name="train")
-def train_flow(params_path: str | None = None, live_dir: str = DVCLIVE_DIR) -> dict:
+def train_flow(params_path: str | None = None, live_dir: str | None = None) -> dict:
     from stages.train import TrainParams
 
     params = load_params(TrainParams, "train", params_path)
-    report = train_task(params, live_dir)
+    report = train_task(params, live_dir or params.live_dir)
     if not is_main_process():
         return report
     atomic_write_json(params.report, report)

@@ -65,6 +65,7 @@ class BackendMissing(InputError):
 class AugmentParams:
     train: str = "data/split/train.jsonl"
     out: str = "data/augmented/train.jsonl"
+    report: str = "reports/augment.json"
     backend: Literal["apertium", "marian", "synonym", "none"] = "apertium"
     pivot: str = "spa"  # apertium: eng -> pivot -> eng (needs apertium-eng-<pivot>)
     apertium_bin: str = "apertium"

@@ -31,6 +31,7 @@ class EvalParams:
     model_dir: str = "models/relmine"
     test: str = "data/split/test.jsonl"
     gold_dir: str = "data/gold"
+    calibration: str | None = "models/relmine.calibration.json"  # calibrate.out (None: found beside model_dir)
     reports_dir: str = "reports"
     bootstrap: int = 1000          # resamples for the 95% intervals (0: none)
     batch_size: int = INFER_BATCH_SIZE

@@ -64,6 +64,7 @@ class MineParams:
     """``mine`` section of params.yaml."""
 
     papers_dir: str = "data/papers"
+    papers: list[str] = field(default_factory=lambda: ["*.pdf"])  # file-name patterns in papers_dir
     out_dir: str = "data/mined"
     report: str = "reports/mine.json"
     paper_timeout_s: float = 120.0  # a paper taking longer is reported as failed
@@ -87,7 +88,7 @@ class MineParams:
     def key(self) -> dict[str, Any]:
         """The params that change what is mined (the cache key part)."""
         d = asdict(self)
-        for k in ("papers_dir", "out_dir", "report", "paper_timeout_s", "strict", "isolate"):
+        for k in ("papers_dir", "papers", "out_dir", "report", "paper_timeout_s", "strict", "isolate"):
             d.pop(k)
         if self.ocr:
             d["tesseract"] = tesseract_version()

@@ -37,6 +37,7 @@ class SplitParams:
     relations_dir: str = "data/relations"
     gold_dir: str = "data/gold"
     out_dir: str = "data/split"
+    report: str = "reports/split.json"
     group_by: Literal["sentence", "paper"] = "sentence"
     dev_fraction: float = 0.15
     test_fraction: float = 0.15

@@ -40,6 +40,7 @@ class TrainParams:
     dev: str = "data/split/dev.jsonl"
     out_dir: str = "models/relmine"
     report: str = "reports/train.json"
+    live_dir: str = "dvclive"  # DVCLive training curves (dvc plots)
     model: str = M.DEFAULT_MODEL          # package name, hub id or local folder
     lora: bool = True                     # false: full fine-tuning
     lora_r: int = 16
