@@ -17,6 +17,10 @@ import: reads a finished batch, the filled batch.csv or a Label Studio JSON expo
 (Export -> JSON or JSON-MIN), and writes data/gold/<NAME>.jsonl (Example records, origin
 "gold", the reviewer's label). ``evaluate`` then scores on data/gold
 (reports/metrics_gold.json) and ``split.train_on_gold`` decides whether gold joins training.
+Examples already gold in another batch file are left out (all of them: the import is
+refused), so a batch imported twice under two names is not counted twice; importing
+again under the same name replaces that batch (to relabel). A row whose offsets no
+longer match its exported span texts stops the import (stages/review.py).
 """
 from __future__ import annotations
 

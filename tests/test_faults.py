@@ -112,8 +112,8 @@ def _candidates(pdf: Path, cache: Path, doc_id: str | None = None) -> dict:
     from flows.extract import ExtractParams, paper_candidates
     from stages.mine import MineParams
 
-    return paper_candidates(str(pdf), MineParams(ocr=False, isolate=False).__dict__, str(cache), ExtractParams(),
-                            doc_id)
+    args = (str(pdf), MineParams(ocr=False, isolate=False).__dict__, str(cache), ExtractParams())
+    return paper_candidates(*args, doc_id) if doc_id else paper_candidates(*args)
 
 
 def test_extract_names_a_renamed_copy_by_its_own_name_not_the_cached_one(tmp_path, sample_papers):
