@@ -202,7 +202,8 @@ def extract_flow(paths: list[str], out: str, model_dir: str | None = None, min_c
         try:
             p.check()
         except ValueError as exc:
-            raise InputError(f"--min-confidence {min_confidence}: {exc}; fix: give a confidence between 0 and 1") from exc
+            raise InputError(f"--min-confidence {min_confidence}: {exc}; "
+                             "fix: give a confidence between 0 and 1") from exc
     output_format(out)  # a bad extension fails before any work
     mine_p: MineParams = load_params(MineParams, "mine", params_path)
     run = load_run_params(params_path)

@@ -515,10 +515,13 @@ def copy_checked(c: Candidate, papers: Path) -> str | None:
                 dst.write(chunk)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        return f"changed after its check ({exc.strerror or exc}): not copied; copy the PDF itself into the inbox again"
+        return (
+            f"changed after its check ({exc.strerror or exc}): not copied; "
+            "fix: copy the PDF itself into the inbox again"
+        )
     if h.hexdigest() != c.digest:
         tmp.unlink(missing_ok=True)
-        return "changed after its check (other content): not copied; put it in the inbox again once it is complete"
+        return "changed after its check (other content): not copied; fix: put it in the inbox again once it is complete"
     os.replace(tmp, papers / c.name)
     return None
 

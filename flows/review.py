@@ -182,8 +182,8 @@ def import_flow(batch_file: str, batch: str, params_path: str | None = None) -> 
             raise InputError(f"{batch_file}: every reviewed example ({len(again)}) is already gold in {names}: this "
                              "batch was imported before under another name; nothing written; fix: to relabel, import "
                              f"it again under that name (--batch {Path(files[0]).stem}), or delete that file first")
-        log.warning("%d example(s) of %s are already gold in %s: skipped (a gold example is counted once); to "
-                    "relabel them, import into that batch name instead", len(again), batch_file, names)
+        log.warning("%d example(s) of %s are already gold in %s: skipped (a gold example is counted once); fix: "
+                    "to relabel them, import them under that batch name", len(again), batch_file, names)
         res.examples = [ex for ex in res.examples if ex.id not in again]
     write_jsonl(dest, res.examples)
     by_label: dict[str, int] = {}

@@ -334,7 +334,8 @@ def read_label_studio(path: str | Path, allowed: Mapping[str, Iterable[Sequence[
         num = {k: _int(data[k], str(path), where, k) for k in ("subj_start", "subj_end", "obj_start", "obj_end")}
         subj = Span(num["subj_start"], num["subj_end"], data["subj_type"], text[num["subj_start"]:num["subj_end"]])
         obj = Span(num["obj_start"], num["obj_end"], data["obj_type"], text[num["obj_start"]:num["obj_end"]])
-        checks = [("subject", subj.start, subj.end, data.get("subj_text")), ("object", obj.start, obj.end, data.get("obj_text"))]
+        checks = [("subject", subj.start, subj.end, data.get("subj_text")),
+                  ("object", obj.start, obj.end, data.get("obj_text"))]
         raw = None
         if "annotations" in task or "completions" in task:
             ann = _latest_annotation(task)
@@ -366,7 +367,8 @@ def read_label_studio(path: str | Path, allowed: Mapping[str, Iterable[Sequence[
             continue
         out.append(_gold(data["example_id"], data.get("doc_id", ""), _int(data.get("sent_id") or 0, str(path), where,
                          "sent_id"), text, subj, obj, label, list(data.get("rules") or []),
-                         _int(data.get("page") or 0, str(path), where, "page"), data.get("section", ""), str(path), where))
+                         _int(data.get("page") or 0, str(path), where, "page"), data.get("section", ""),
+                         str(path), where))
     _refuse_misaligned(path, misaligned, "export the tasks from Label Studio again without editing the JSON")
     return ImportResult(out, skipped)
 
