@@ -12,10 +12,17 @@ per-relation thresholds (``<model>.calibration.json`` beside the model folder or
 ``calibration.json`` inside it; ``--min-confidence`` overrides the thresholds) decide
 the relation; rows are de-duplicated per paper (count and pages) and written
 atomically. A paper that cannot be read is reported and skipped.
+
+The ``paper`` column is the paper's id, unique in the run: the file name without .pdf
+(a PDF in a folder argument: its path relative to that folder), or, when two papers
+would get the same id (``a/paper.pdf`` and ``b/paper.pdf`` given as files, ``X.PDF``
+and ``X.pdf``), each one's path as given. It comes from the file, never from the
+mine cache, which is keyed by content and so shared by copies under other names.
 """
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +33,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import cli_args, load_params, load_run_params, make_task_runner, run_main
 from stages.errors import InputError
 from stages.params import INFER_BATCH_SIZE, check_inference_dtype
-from stages.records import AnnotatedSentence, Example, Sentence, read_records, to_dict
+from stages.records import AnnotatedSentence, Example, to_dict
 
 
 @dataclass
@@ -49,10 +56,11 @@ class ExtractParams:
         check_inference_dtype(self.dtype)
 
 
-def collect_pdfs(paths: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
-    """PDF files from files and folders (folders: their *.pdf, recursively, sorted);
-    a path that is missing or not a PDF is a failure, not an error."""
-    pdfs: list[Path] = []
+def collect_pdfs(paths: list[str]) -> tuple[list[tuple[Path, str]], list[dict[str, str]]]:
+    """PDF files from files and folders (folders: their *.pdf, recursively, sorted), each
+    with its paper id (``paper_ids``); a path that is missing or not a PDF is a failure,
+    not an error."""
+    found_in: dict[Path, Path | None] = {}  # pdf -> the folder argument it was found in
     failures = []
     for raw in paths:
         p = Path(raw)
@@ -60,14 +68,41 @@ def collect_pdfs(paths: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
             found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() == ".pdf")
             if not found:
                 failures.append({"file": str(p), "reason": "folder holds no .pdf file"})
-            pdfs += found
+            for q in found:
+                found_in.setdefault(q, p)
         elif p.is_file() and p.suffix.lower() == ".pdf":
-            pdfs.append(p)
+            found_in.setdefault(p, None)
         elif p.exists():
             failures.append({"file": str(p), "reason": "not a .pdf file"})
         else:
             failures.append({"file": str(p), "reason": "no such file or folder"})
-    return list(dict.fromkeys(pdfs)), failures
+    return paper_ids(found_in), failures
+
+
+def paper_ids(found_in: dict[Path, Path | None]) -> list[tuple[Path, str]]:
+    """A paper id per PDF, unique in the run: the file name without .pdf for a file
+    argument, the path relative to the folder argument (without .pdf) for a PDF found in
+    a folder; papers whose ids would be equal (compared case-folded) all get their path as
+    given instead. It is the ``paper`` column: rows of two papers never merge."""
+    base = {pdf: pdf.relative_to(folder).with_suffix("").as_posix() if folder is not None else pdf.stem
+            for pdf, folder in found_in.items()}
+    n = Counter(b.casefold() for b in base.values())
+    return [(pdf, b if n[b.casefold()] == 1 else pdf.as_posix()) for pdf, b in base.items()]
+
+
+def confidence_arg(value: str) -> float:
+    """``--min-confidence``: a number in [0, 1] (argparse turns the error into a usage message)."""
+    import argparse
+
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number; fix: give a confidence between 0 and 1, "
+                                         "e.g. --min-confidence 0.5") from None
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1]; fix: give a confidence between 0 and 1, "
+                                         "e.g. --min-confidence 0.5")
+    return x
 
 
 def _annotator(entity_patterns: str, timeout_s: float):
@@ -85,21 +120,23 @@ def _relation_spec(relation_patterns: str, entity_patterns: str):
     return get_spec(relation_patterns, file_digest(relation_patterns), sorted(load_entity_types(entity_patterns)))
 
 
-def paper_candidates(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: ExtractParams) -> dict[str, Any]:
+def paper_candidates(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: ExtractParams,
+                     doc_id: str | None = None) -> dict[str, Any]:
     """Mine one paper (cached), annotate it and form its candidate pairs with their
-    pattern labels; never raises for a bad paper (``error`` says why)."""
+    pattern labels; never raises for a bad paper (``error`` says why). ``doc_id``: the
+    paper's id in the run (default: the file name without .pdf)."""
     from stages.mine import MineParams
-    from stages.mine_cache import cached_mine
+    from stages.mine_cache import cached_mine, sentences_for
     from stages.relations import RelationLabeller
 
     t0 = time.perf_counter()
-    doc_id = Path(pdf).stem
+    doc_id = doc_id or Path(pdf).stem
     params = MineParams(**mine_params)
     try:
         stats, sentences_file, cached = cached_mine(pdf, params, cache_dir)
         if stats.get("error"):
             return {"doc_id": doc_id, "file": pdf, "error": stats["error"]}
-        sentences = read_records(sentences_file, Sentence)
+        sentences = sentences_for(sentences_file, doc_id)
     except (OSError, ValueError) as exc:
         return {"doc_id": doc_id, "file": pdf, "error": f"{type(exc).__name__}: {exc}"}
     t1 = time.perf_counter()
@@ -113,8 +150,8 @@ def paper_candidates(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: E
 
 
 @task(name="extract-paper", cache_policy=NO_CACHE, persist_result=False)
-def paper_task(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: ExtractParams) -> dict[str, Any]:
-    return paper_candidates(pdf, mine_params, cache_dir, p)
+def paper_task(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: ExtractParams, doc_id: str) -> dict[str, Any]:
+    return paper_candidates(pdf, mine_params, cache_dir, p, doc_id)
 
 
 def resolve_calibration(p: ExtractParams, model, logger):
@@ -162,7 +199,11 @@ def extract_flow(paths: list[str], out: str, model_dir: str | None = None, min_c
         p.calibration = calibration
     if min_confidence is not None:
         p.min_confidence = min_confidence
-        p.check()
+        try:
+            p.check()
+        except ValueError as exc:
+            raise InputError(f"--min-confidence {min_confidence}: {exc}; "
+                             "fix: give a confidence between 0 and 1") from exc
     output_format(out)  # a bad extension fails before any work
     mine_p: MineParams = load_params(MineParams, "mine", params_path)
     run = load_run_params(params_path)
@@ -181,7 +222,8 @@ def extract_flow(paths: list[str], out: str, model_dir: str | None = None, min_c
                 cal_path or "none", f"min confidence {p.min_confidence}" if p.min_confidence is not None
                 else (cal.thresholds if cal else "argmax"))
 
-    futures = paper_task.map([str(x) for x in pdfs], unmapped(asdict(mine_p)), unmapped(run.cache_dir), unmapped(p))
+    futures = paper_task.map([str(x) for x, _ in pdfs], unmapped(asdict(mine_p)), unmapped(run.cache_dir), unmapped(p),
+                             [d for _, d in pdfs])
     rows = []
     per_paper = []
     try:
@@ -226,7 +268,7 @@ def main() -> None:
         [(["paths"], {"nargs": "+", "metavar": "PATH", "help": "PDF files or folders of PDFs"}),
          (["--out"], {"required": True, "help": "output file, .csv or .jsonl"}),
          (["--model"], {"default": None, "help": "trained model folder (default: extract.model_dir)"}),
-         (["--min-confidence"], {"type": float, "default": None,
+         (["--min-confidence"], {"type": confidence_arg, "default": None,
                                  "help": "one threshold for every relation, replacing the calibrated ones"}),
          (["--calibration"], {"default": None, "help": "calibration file (default: found with the model)"})],
     )

@@ -4,7 +4,12 @@
     python -m flows.ingest serve [--cron "*/30 * * * *"] [--name N]   # a deployment on a cron schedule
 
 Per inbox file: PDF signature (``%PDF-`` at byte 0, ``%%EOF`` near the end), size limit,
-duplicate by SHA-256 content hash against the corpus (and the other files of the batch). Good
+PDFium opens it (an encrypted, password-protected PDF passes the signature checks but
+cannot be mined), duplicate by SHA-256 content hash against the corpus (and the other
+files of the batch). Files are opened without following symbolic links, and a paper is
+copied from an open descriptor and its hash compared with the checked one, so a file
+swapped for a link or another file after its check is refused, not copied. PDFs in a
+sub-folder of the inbox are not taken; each run reports them. Good
 files are copied under a sanitised name into ``data/papers/`` (no path traversal: only the
 base name survives, restricted to ``[A-Za-z0-9._-]``), then ``dvc add data/papers`` and
 ``dvc repro``; then ``reports/diff.md`` (metrics and params diff against the last commit, see
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import errno
 import filecmp
 import hashlib
 import json
@@ -32,6 +38,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -139,7 +146,11 @@ def check_file(path: Path, max_bytes: int) -> str | None:
             f"{size / 1e6:.1f} MB is over the limit of {max_bytes / 1e6:.1f} MB: "
             "raise ingest.max_size_mb in params.yaml or split the file"
         )
-    with open(path, "rb") as fh:
+    try:
+        fh = open_nofollow(path)
+    except OSError as exc:
+        return f"cannot be opened as a regular file ({exc.strerror}): copy the PDF itself into the inbox"
+    with fh:
         head = fh.read(len(PDF_MAGIC))
         fh.seek(max(0, size - EOF_WINDOW))
         tail = fh.read()
@@ -149,6 +160,39 @@ def check_file(path: Path, max_bytes: int) -> str | None:
         return (
             "truncated PDF (no %%EOF marker at the end): the download or copy was cut short; fetch it again"
         )
+    return pdfium_refusal(path)
+
+
+def open_nofollow(path: Path):
+    """``path`` opened for reading, refusing a symbolic link (O_NOFOLLOW) or a non-regular file."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def pdfium_refusal(path: Path) -> str | None:
+    """Why PDFium (the engine of ``mine``) cannot open ``path``, or None."""
+    import pypdfium2 as pdfium
+
+    try:
+        doc = pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as exc:
+        if "password" in str(exc).lower():
+            return (
+                "encrypted PDF (password-protected): mine cannot read it; fix: save an unprotected copy "
+                "(open it with the password and print/export to PDF) and put that in the inbox"
+            )
+        return f"PDFium cannot open it ({exc}): the file is damaged; fetch it again"
+    try:
+        if len(doc) == 0:
+            return "PDF without pages: nothing to mine; fetch the paper again"
+    finally:
+        doc.close()
     return None
 
 
@@ -157,6 +201,16 @@ def corpus_digests(papers: Path) -> dict[str, str]:
     if not papers.is_dir():
         return {}
     return {sha256(p): p.name for p in sorted(papers.iterdir()) if p.is_file()}
+
+
+def nested_pdfs(inbox: Path) -> list[Path]:
+    """PDFs in sub-folders of the inbox (not processed/, failed/ or hidden ones): not taken,
+    since only the inbox's own files are, but reported so they are not forgotten there."""
+    out = []
+    for d in sorted(inbox.iterdir()):
+        if d.is_dir() and not d.is_symlink() and not d.name.startswith(".") and d.name not in ("processed", "failed"):
+            out += sorted(p for p in d.rglob("*") if p.suffix.lower() == ".pdf" and not p.is_dir())
+    return out
 
 
 def inbox_files(inbox: Path, min_age_s: float) -> list[Path]:
@@ -297,8 +351,11 @@ def tool_env() -> dict[str, str]:
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def run_logged(cmd: list[str], cwd: Path, logger: Any, tail_lines: int = 40) -> tuple[int, str]:
-    """Run ``cmd``, logging its output as it comes; return (exit code, last lines)."""
+def run_logged(
+    cmd: list[str], cwd: Path, logger: Any, tail_lines: int = 40, watch: tuple[re.Pattern, list[str]] | None = None
+) -> tuple[int, str]:
+    """Run ``cmd``, logging its output as it comes; return (exit code, last lines). ``watch``:
+    (pattern, list) collects the pattern's first group from every line, not only the last ones."""
     logger.info("$ %s", " ".join(cmd))
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
     proc = subprocess.Popen(
@@ -316,6 +373,9 @@ def run_logged(cmd: list[str], cwd: Path, logger: Any, tail_lines: int = 40) -> 
         if line:
             tail.append(line)
             logger.info("  %s", line)
+            m = watch[0].search(line) if watch else None
+            if m:
+                watch[1].append(m.group(1))
     return proc.wait(), "\n".join(tail)
 
 
@@ -417,6 +477,12 @@ def check_inbox(
     max_bytes = int(max_size_mb * 1e6)
     accepted: list[Candidate] = []
     rejected: list[str] = []
+    for p in nested_pdfs(inbox_p):
+        logger.warning(
+            "%s is in a sub-folder of the inbox and is not ingested; fix: move it to %s/ itself",
+            p.relative_to(inbox_p),
+            inbox_p,
+        )
     files = inbox_files(inbox_p, min_age_s)
     for i, path in enumerate(files, 1):
         reason = check_file(path, max_bytes)
@@ -437,28 +503,65 @@ def check_inbox(
     return accepted, rejected
 
 
-@task(name="add-and-repro", cache_policy=NO_CACHE)
-def add_and_repro(root: str, papers_dir: str, accepted: list[Candidate], targets: list[str]) -> str:
-    """Copy the accepted papers into the corpus, ``dvc add`` it, ``dvc repro``; IngestError on failure."""
-    logger = _logger()
-    rootp, papers = Path(root), Path(root) / papers_dir
+def copy_checked(c: Candidate, papers: Path) -> str | None:
+    """Copy an accepted paper into the corpus from a descriptor opened without following links,
+    hashing what is copied; None, or why it was not copied (it changed after its check)."""
+    tmp = papers / f".{c.name}.part"  # not a paper until the rename
+    h = hashlib.sha256()
+    try:
+        with open_nofollow(c.path) as src, open(tmp, "wb") as dst:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                h.update(chunk)
+                dst.write(chunk)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        return (
+            f"changed after its check ({exc.strerror or exc}): not copied; "
+            "fix: copy the PDF itself into the inbox again"
+        )
+    if h.hexdigest() != c.digest:
+        tmp.unlink(missing_ok=True)
+        return "changed after its check (other content): not copied; fix: put it in the inbox again once it is complete"
+    os.replace(tmp, papers / c.name)
+    return None
+
+
+@task(name="copy-papers", cache_policy=NO_CACHE)
+def copy_papers(root: str, papers_dir: str, accepted: list[Candidate]) -> tuple[list[Candidate], dict[str, str]]:
+    """Copy the accepted papers into the corpus: (the copied ones, {inbox name: why not} for the others)."""
+    papers = Path(root) / papers_dir
     papers.mkdir(parents=True, exist_ok=True)
+    copied, refused = [], {}
     for c in accepted:
-        dest = papers / c.name
-        tmp = papers / f".{c.name}.part"  # not a paper until the rename
-        shutil.copyfile(c.path, tmp)
-        os.replace(tmp, dest)
-    logger.info("copied %d paper(s) into %s", len(accepted), papers_dir)
+        why = copy_checked(c, papers)
+        if why:
+            refused[c.path.name] = why
+        else:
+            copied.append(c)
+    _logger().info("copied %d paper(s) into %s", len(copied), papers_dir)
+    return copied, refused
+
+
+STAGE_RUN = re.compile(r"Running stage '([^']+)'")
+
+
+@task(name="add-and-repro", cache_policy=NO_CACHE)
+def add_and_repro(root: str, papers_dir: str, accepted: list[Candidate], targets: list[str]) -> list[str]:
+    """``dvc add`` the corpus (the papers already copied in), ``dvc repro``: the stages that ran;
+    IngestError on failure."""
+    logger = _logger()
+    rootp = Path(root)
     rc, out = run_logged(dvc("add", "-q", papers_dir), rootp, logger)
     if rc != 0:
         raise IngestError(f"`dvc add {papers_dir}` failed (exit {rc}):\n{out}")
-    rc, out = run_logged(dvc("repro", *targets), rootp, logger)
+    stages: list[str] = []
+    rc, out = run_logged(dvc("repro", *targets), rootp, logger, watch=(STAGE_RUN, stages))
     if rc != 0:
         raise IngestError(
             f"`dvc repro {' '.join(targets)}` failed (exit {rc}); the corpus and reports were "
             f"restored. Fix the stage, then put the paper back in the inbox. Last output:\n{out}"
         )
-    return out
+    return stages
 
 
 @task(name="diff-report", cache_policy=NO_CACHE)
@@ -539,6 +642,7 @@ def ingest(
         accepted, summary["rejected"] = check_inbox(
             str(inbox_dir), str(papers), p.max_size_mb, p.min_age_s, p.papers_dir
         )
+        summary["in_subfolders"] = [str(q.relative_to(inbox_dir)) for q in nested_pdfs(inbox_dir)]
         if not accepted:
             logger.info("no new paper in %s (%d rejected)", inbox_dir, len(summary["rejected"]))
             return summary
@@ -552,7 +656,15 @@ def ingest(
             [c.name for c in accepted],
         )
         try:
-            out = add_and_repro(str(root), p.papers_dir, accepted, p.repro_targets)
+            accepted, refused = copy_papers(str(root), p.papers_dir, accepted)
+            for inbox_name, why in refused.items():
+                reject(inbox_dir / inbox_name, inbox_dir, f"{inbox_name}: {why}")
+                summary["rejected"].append(inbox_name)
+            if not accepted:
+                _rollback(root, snap, pointer, restage, logger)
+                logger.info("no new paper in %s (%d rejected)", inbox_dir, len(summary["rejected"]))
+                return summary
+            summary["stages"] = add_and_repro(str(root), p.papers_dir, accepted, p.repro_targets)
         except IngestError as exc:  # the run failed: its papers go to failed/ with the reason
             _rollback(root, snap, pointer, restage, logger)
             for c in accepted:
@@ -564,7 +676,6 @@ def ingest(
             _rollback(root, snap, pointer, restage, logger)
             raise
         snap.discard()
-        summary["stages"] = re.findall(r"Running stage '([^']+)'", out)
         names = [c.name for c in accepted]
         summary["accepted"] = names
         summary["diff"] = write_diff(str(root), p.diff_report, p.diff_base, names)
@@ -574,7 +685,7 @@ def ingest(
             "ingested %d paper(s): %s; stages run: %s",
             len(names),
             ", ".join(names),
-            ", ".join(summary["stages"]) or "none",
+            ", ".join(summary["stages"]) or "none (dvc repro found every stage up to date)",
         )
         do_commit = p.commit if commit is None else commit
         do_push = p.push if push is None else push

@@ -5,6 +5,15 @@ content hash, the mining params and the code version of ``stages.mine``, so a
 rerun mines only new or changed papers. The output folder is rebuilt from the
 cache into a temp folder and swapped in, so removed papers disappear.
 
+A paper's doc_id is its file name without ``.pdf``, and it names every output
+downstream (data/mined/<doc_id>.jsonl, then entities, relations, example ids). So the
+doc_id written is always the current file's, also when the cache entry was filled
+under another name (a renamed paper, a copy); two files whose doc_ids differ only by
+case (``X.PDF`` and ``X.pdf``, ``Peng.pdf`` and ``peng.pdf``) would write the same
+output on a case-insensitive file system: the second is reported as failed with the
+fix (rename it) and the others are mined. Files with the same content under two names
+are both mined and listed in the report's ``same_content``.
+
     python -m flows.mine [--params params.yaml]
 """
 from __future__ import annotations
@@ -25,8 +34,8 @@ import stages.mine as mine_mod
 from flows.common import RunParams, cli_args, load_params, load_run_params, make_task_runner, run_main
 from stages.errors import InputError
 from stages.mine import MineParams
-from stages.mine_cache import mine_caches, mine_one, paper_key
-from stages.records import Sentence, atomic_write_json, read_records
+from stages.mine_cache import mine_caches, mine_one, paper_key, sentences_for, sentences_text_for
+from stages.records import Sentence, atomic_write_json
 
 log = logging.getLogger("relmine.mine")
 
@@ -47,6 +56,31 @@ def list_papers(papers_dir: str | Path, patterns: list[str] | tuple[str, ...] = 
                   and any(fnmatch(p.name.lower(), pat.lower()) for pat in patterns))
 
 
+def doc_id_clashes(pdfs: list[Path]) -> dict[str, str]:
+    """file -> why it is not mined, for each file whose doc_id equals an earlier file's up
+    to case (the first in sorted order keeps it)."""
+    first: dict[str, Path] = {}
+    clashes: dict[str, str] = {}
+    for p in pdfs:
+        other = first.setdefault(p.stem.casefold(), p)
+        if other is not p:
+            clashes[str(p)] = (f"doc_id {p.stem!r} clashes with {other.name} (names that differ only by case or "
+                               f"the .pdf/.PDF suffix write the same output); fix: rename {p.name}")
+    return clashes
+
+
+def same_content(pdfs: list[Path], keys: dict[str, str]) -> list[dict[str, str]]:
+    """Files whose content (cache key) equals an earlier file's: both are mined under their own
+    doc_id, but a copy counts its sentences twice (and may put them in train and test)."""
+    first: dict[str, Path] = {}
+    out = []
+    for p in pdfs:
+        other = first.setdefault(keys[str(p)], p)
+        if other is not p:
+            out.append({"file": str(p), "same_as": str(other)})
+    return out
+
+
 def _plan(pdfs: list[Path], params: MineParams, cache_dir: str) -> tuple[dict[str, str], list[Path]]:
     """Cache key per paper, and the papers that are not cached yet."""
     sent_cache, stats_cache = mine_caches(cache_dir)
@@ -56,16 +90,16 @@ def _plan(pdfs: list[Path], params: MineParams, cache_dir: str) -> tuple[dict[st
 
 
 def _swap_in(out_dir: Path, pdfs: list[Path], keys: dict[str, str], cache_dir: str, failed: set[str]) -> None:
-    """Rebuild out_dir from the cache in a temp folder, then swap it in (failed
-    papers get no file)."""
+    """Rebuild out_dir from the cache in a temp folder, then swap it in (``failed``: the
+    files that get no output). Each file's sentences carry its own doc_id."""
     sent_cache, _ = mine_caches(cache_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         for p in pdfs:
             src = sent_cache.get(keys[str(p)])
-            if src is not None and p.stem not in failed:
-                shutil.copyfile(src, tmp / f"{p.stem}.jsonl")
+            if src is not None and str(p) not in failed:
+                (tmp / f"{p.stem}.jsonl").write_text(sentences_text_for(src, p.stem), encoding="utf-8")
         old = out_dir.with_name(f".{out_dir.name}.old")
         if old.exists():
             shutil.rmtree(old)
@@ -79,12 +113,16 @@ def _swap_in(out_dir: Path, pdfs: list[Path], keys: dict[str, str], cache_dir: s
 
 
 def build_report(pdfs: list[Path], keys: dict[str, str], cache_dir: str, fresh: dict[str, dict[str, Any]],
-                 seconds: float, mined_seconds: float) -> dict[str, Any]:
+                 seconds: float, mined_seconds: float, clashes: dict[str, str] | None = None) -> dict[str, Any]:
     _, stats_cache = mine_caches(cache_dir)
+    clashes = clashes or {}
     per_paper: dict[str, Any] = {}
     failures, skipped, ocr = [], [], []
     pages = sentences = characters = fresh_pages = 0
     for p in pdfs:
+        if str(p) in clashes:
+            failures.append({"doc_id": p.stem, "file": str(p), "reason": clashes[str(p)]})
+            continue
         st = fresh.get(str(p))
         cached = st is None
         if st is None:
@@ -122,6 +160,7 @@ def build_report(pdfs: list[Path], keys: dict[str, str], cache_dir: str, fresh: 
         "ocr_pages": ocr,
         "skipped_pages": skipped,
         "failures": failures,
+        "same_content": same_content([p for p in pdfs if str(p) not in clashes], keys),
         "per_paper": per_paper,
     }
 
@@ -131,12 +170,14 @@ def _run_mine(params: MineParams, run: RunParams, map_papers) -> dict[str, Any]:
     pdfs = list_papers(params.papers_dir, params.papers)
     if not pdfs:
         raise InputError(f"{params.papers_dir}: no .pdf files; run `dvc pull data/papers.dvc`")
+    clashes = doc_id_clashes(pdfs)
     keys, todo = _plan(pdfs, params, run.cache_dir)
+    todo = [p for p in todo if str(p) not in clashes]
     t1 = time.monotonic()
     fresh = map_papers(todo, keys) if todo else {}
     mined_seconds = time.monotonic() - t1
-    report = build_report(pdfs, keys, run.cache_dir, fresh, time.monotonic() - t0, mined_seconds)
-    _swap_in(Path(params.out_dir), pdfs, keys, run.cache_dir, {f["doc_id"] for f in report["failures"]})
+    report = build_report(pdfs, keys, run.cache_dir, fresh, time.monotonic() - t0, mined_seconds, clashes)
+    _swap_in(Path(params.out_dir), pdfs, keys, run.cache_dir, {f["file"] for f in report["failures"]})
     atomic_write_json(params.report, report)
     return report
 
@@ -182,6 +223,9 @@ def mine_flow(params_file: str | None = None) -> dict[str, Any]:
     )
     for f in report["failures"]:
         logger.warning("not mined: %s: %s", f["file"], f["reason"])
+    for d in report["same_content"]:
+        logger.warning("%s has the same content as %s: both are mined, each under its own doc_id; fix: remove one "
+                       "if it is a copy (its sentences would count twice)", d["file"], d["same_as"])
     _check(report, params)
     return report
 
@@ -219,7 +263,7 @@ def mine_pdfs(paths: list[str | Path], params: MineParams | None = None, cache_d
         if st.get("error"):
             failures.append({"file": str(p), "reason": st["error"]})
             continue
-        sentences.extend(read_records(sent_cache.path(keys[str(p)]), Sentence))
+        sentences.extend(sentences_for(sent_cache.path(keys[str(p)]), p.stem))
     return sentences, failures
 
 

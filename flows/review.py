@@ -17,6 +17,10 @@ import: reads a finished batch, the filled batch.csv or a Label Studio JSON expo
 (Export -> JSON or JSON-MIN), and writes data/gold/<NAME>.jsonl (Example records, origin
 "gold", the reviewer's label). ``evaluate`` then scores on data/gold
 (reports/metrics_gold.json) and ``split.train_on_gold`` decides whether gold joins training.
+Examples already gold in another batch file are left out (all of them: the import is
+refused), so a batch imported twice under two names is not counted twice; importing
+again under the same name replaces that batch (to relabel). A row whose offsets no
+longer match its exported span texts stops the import (stages/review.py).
 """
 from __future__ import annotations
 
@@ -74,6 +78,21 @@ def read_example_sources(sources: list[str]) -> list[Example]:
         for ex in read_examples(str(f), "relations"):
             seen.setdefault(ex.id, ex)
     return list(seen.values())
+
+
+def gold_files_of(gold_dir: str, exclude: Path | None = None) -> dict[str, str]:
+    """example id -> the gold file holding it, over <gold_dir>/*.jsonl except ``exclude``
+    (the batch being re-imported replaces its own file)."""
+    d = Path(gold_dir)
+    if not d.is_dir():
+        return {}
+    out: dict[str, str] = {}
+    for f in sorted(d.glob("*.jsonl")):
+        if exclude is None or f.resolve() != exclude.resolve():
+            for r in iter_jsonl(f):
+                if "id" in r:
+                    out.setdefault(r["id"], str(f))
+    return out
 
 
 def gold_ids(gold_dir: str) -> set[str]:
@@ -154,6 +173,18 @@ def import_flow(batch_file: str, batch: str, params_path: str | None = None) -> 
         raise InputError(f"{batch_file}: no reviewed row (reviewer_label / relation choice empty in all "
                          f"{len(res.skipped)}); fix: label some rows and import again")
     dest = Path(p.gold_dir) / f"{name}.jsonl"
+    elsewhere = gold_files_of(p.gold_dir, exclude=dest)
+    again = {ex.id: elsewhere[ex.id] for ex in res.examples if ex.id in elsewhere}
+    if again:
+        files = sorted(set(again.values()))
+        names = ", ".join(f"{f} ({sum(v == f for v in again.values())})" for f in files)
+        if len(again) == len(res.examples):
+            raise InputError(f"{batch_file}: every reviewed example ({len(again)}) is already gold in {names}: this "
+                             "batch was imported before under another name; nothing written; fix: to relabel, import "
+                             f"it again under that name (--batch {Path(files[0]).stem}), or delete that file first")
+        log.warning("%d example(s) of %s are already gold in %s: skipped (a gold example is counted once); fix: "
+                    "to relabel them, import them under that batch name", len(again), batch_file, names)
+        res.examples = [ex for ex in res.examples if ex.id not in again]
     write_jsonl(dest, res.examples)
     by_label: dict[str, int] = {}
     for ex in res.examples:
@@ -162,7 +193,7 @@ def import_flow(batch_file: str, batch: str, params_path: str | None = None) -> 
              ", ".join(f"{k} {v}" for k, v in sorted(by_label.items())), len(res.skipped),
              f"; {res.duplicates} duplicate ids (last kept)" if res.duplicates else "")
     return {"out": str(dest), "examples": len(res.examples), "skipped": len(res.skipped),
-            "duplicates": res.duplicates, "by_label": by_label}
+            "duplicates": res.duplicates, "already_gold": len(again), "by_label": by_label}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import yaml
 from prefect import flow, task
 
 from flows.common import cli_args, load_params, load_run_params, make_task_runner, run_main
 from stages.errors import InputError
 from stages.records import Example, atomic_write_json, scan_examples, write_jsonl
-from stages.split import SplitParams, split_counts, split_examples
+from stages.split import SplitParams, split_counts, split_examples, unexampled_relations
 
 log = logging.getLogger("relmine.split")
 
@@ -37,6 +38,36 @@ def _input_files(params: SplitParams) -> list[tuple[str, str | None]]:
     return files
 
 
+def schema_relations(path: str | None) -> list[str]:
+    """Relation names declared in the relation pattern file (the relations stage validates it)."""
+    if path is None:
+        return []
+    if not Path(path).is_file():
+        log.warning("%s: not found, so relations of the schema without examples are not checked; fix: set "
+                    "split.relation_patterns to the relations pattern file (or null)", path)
+        return []
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: cannot read the relation schema ({exc}); fix: set split.relation_patterns to "
+                         "the relations pattern file, or null to skip the check") from exc
+    rels = raw.get("relations") if isinstance(raw, dict) else None
+    return list(rels) if isinstance(rels, dict) else []
+
+
+def new_gold(good: list[Example], path: str, seen: dict[str, str]) -> tuple[list[Example], str | None]:
+    """The gold examples of ``path`` not already read from another gold file (``seen``: id ->
+    file): a batch imported twice under two names is counted once, with a warning."""
+    fresh = [e for e in good if e.id not in seen]
+    again = [e for e in good if e.id in seen]
+    seen.update({e.id: path for e in fresh})
+    if not again:
+        return fresh, None
+    others = sorted({seen[e.id] for e in again})
+    return fresh, (f"{path}: {len(again)} gold example(s) already in {', '.join(others)} (the same batch imported "
+                   "twice under two names?) counted once; fix: delete the repeated file")
+
+
 @flow(name="split")
 def split_flow(params_path: str | None = None, report_path: str | None = None) -> dict:
     params = load_params(SplitParams, "split", params_path)
@@ -44,8 +75,15 @@ def split_flow(params_path: str | None = None, report_path: str | None = None) -
     futures = read_examples.map([f for f, _ in files], [o for _, o in files])
     examples: list[Example] = []
     skipped: list[str] = []
-    for i, fut in enumerate(futures, 1):
+    repeated: list[str] = []
+    seen_gold: dict[str, str] = {}
+    for i, ((path, origin), fut) in enumerate(zip(files, futures), 1):
         good, bad = fut.result()
+        if origin == "gold":
+            good, msg = new_gold(good, path, seen_gold)
+            if msg:
+                log.warning(msg)
+                repeated.append(msg)
         examples += good
         skipped += bad
         if i % 20 == 0 or i == len(files):
@@ -56,12 +94,16 @@ def split_flow(params_path: str | None = None, report_path: str | None = None) -
         raise InputError(f"{params.relations_dir}: no valid examples; check the relations stage output")
 
     result = split_examples(examples, params)
+    for msg in unexampled_relations(result, schema_relations(params.relation_patterns)):
+        log.warning(msg)
+        result.warnings.append(msg)
     out = Path(params.out_dir)
     for name, exs in result.as_dict().items():
         write_jsonl(out / f"{name}.jsonl", exs)
     report = split_counts(result)
     report["group_by"] = params.group_by
     report["skipped_records"] = skipped
+    report["repeated_gold"] = repeated
     atomic_write_json(report_path or params.report, report)
     log.info(
         "split %d examples: train %d, dev %d, test %d, gold %d",

@@ -13,7 +13,11 @@ One row per relation stated in a paper:
   with case and spacing folded) is one row with ``count`` occurrences and the sorted
   ``pages`` they are on; the row shows the most confident occurrence (its sentence,
   page, section), its confidence, and ``pattern_agreed`` if any occurrence agreed.
-* ``write_rows`` writes CSV or JSONL by the file's extension, atomically.
+* ``write_rows`` writes CSV or JSONL by the file's extension, atomically. In CSV, a
+  cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a
+  leading apostrophe, so a spreadsheet shows it as text instead of running it as a
+  formula (the OWASP advice on CSV injection: mined sentences and names come from
+  untrusted PDFs); ``read_rows`` takes the apostrophe off again.
 """
 from __future__ import annotations
 
@@ -102,6 +106,19 @@ def output_format(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def guard_cell(value: str) -> str:
+    """A text cell a spreadsheet will not run: an apostrophe before a formula start (also
+    before apostrophes already in front of one, so ``unguard_cell`` restores any value)."""
+    return "'" + value if value.lstrip("'").startswith(FORMULA_START) else value
+
+
+def unguard_cell(value: str) -> str:
+    return value[1:] if value.startswith("'") and value.lstrip("'").startswith(FORMULA_START) else value
+
+
 def rows_to_csv(rows: Sequence[RelationRow]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -110,7 +127,7 @@ def rows_to_csv(rows: Sequence[RelationRow]) -> str:
         d = asdict(r)
         d["pages"] = ";".join(str(p) for p in r.pages)
         d["pattern_agreed"] = "true" if r.pattern_agreed else "false"
-        w.writerow([d[c] for c in COLUMNS])
+        w.writerow([guard_cell(d[c]) if isinstance(d[c], str) else d[c] for c in COLUMNS])
     return buf.getvalue()
 
 
@@ -132,6 +149,7 @@ def read_rows(path: str | Path) -> list[RelationRow]:
     out = []
     if fmt == "csv":
         for d in csv.DictReader(io.StringIO(text)):
+            d = {k: unguard_cell(v) for k, v in d.items()}
             out.append(RelationRow(
                 subject=d["subject"], subject_type=d["subject_type"], relation=d["relation"], object=d["object"],
                 object_type=d["object_type"], confidence=float(d["confidence"]), paper=d["paper"],

@@ -533,12 +533,43 @@ def meta_label2id(labels: Sequence[str]) -> dict[str, int]:
     return {l: i for i, l in enumerate(labels)}
 
 
+def _damaged(model_dir: Path, what: str) -> InputError:
+    return InputError(f"{what}; the model folder {model_dir} is damaged (a copy or checkout cut short?); fix: "
+                      f"restore it with `dvc checkout {model_dir}` or retrain it (dvc repro train)")
+
+
+def _check_safetensors(path: Path, model_dir: Path) -> None:
+    """Refuse a truncated or corrupt .safetensors file by its header (8-byte length, JSON
+    header, tensors' byte ranges within the file) before torch reads it."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if not 2 <= n <= size - 8:
+                raise ValueError(f"header length {n} does not fit the {size}-byte file")
+            header = json.loads(fh.read(n))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise _damaged(model_dir, f"{path}: not a readable safetensors file ({exc})") from exc
+    if 8 + n + end > size:
+        raise _damaged(model_dir, f"{path}: truncated ({size} bytes, its header describes {8 + n + end})")
+
+
 def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto") -> RelationClassifier:
-    """Rebuild the classifier from a saved folder (LoRA merged into the weights for speed)."""
+    """Rebuild the classifier from a saved folder (LoRA merged into the weights for speed).
+    A damaged folder (broken relmine.json, truncated weights) is an InputError naming the
+    file and the fix."""
     from transformers import AutoTokenizer
 
     model_dir = Path(model_dir)
-    meta = read_meta(model_dir)
+    try:
+        meta = read_meta(model_dir)
+    except InputError:
+        raise
+    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError; TypeError: fields missing/unknown
+        raise _damaged(model_dir, f"{model_dir / META_FILE}: not a valid model description ({exc})") from exc
+    for weights in sorted(model_dir.rglob("*.safetensors")):
+        _check_safetensors(weights, model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     base = meta.base_model
     if base == DEFAULT_MODEL or not Path(base).is_absolute():

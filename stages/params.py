@@ -2,7 +2,8 @@
 
 Each stage declares a dataclass of its params; ``parse_params`` checks a raw dict
 against it: unknown keys, missing keys, wrong types and out-of-range values raise
-``ParamsError`` with a message naming ``<section>.<key>``.
+``ParamsError`` with a message naming ``<section>.<key>``. ``load_yaml`` refuses a
+top-level section no stage reads (``trian:``), with the closest known name.
 """
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ class ParamsError(ValueError):
     pass
 
 
+# the top-level sections of params.yaml: one per stage or command, plus ``run`` (how flows
+# execute); a misspelt one (``trian:``) would otherwise be ignored and its stage run on defaults
+SECTIONS = ("domain", "run", "mine", "entities", "relations", "split", "augment", "train", "evaluate", "calibrate",
+            "extract", "review", "importer", "ingest")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
@@ -30,7 +37,18 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: top level must be a mapping of stage sections")
+    unknown = [k for k in data if k not in SECTIONS]
+    if unknown:
+        raise ParamsError(f"{path}: unknown section(s) " + "; ".join(_did_you_mean(str(k)) for k in unknown)
+                          + f"; sections: {', '.join(SECTIONS)}; fix: rename or remove it")
     return data
+
+
+def _did_you_mean(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, SECTIONS, n=1, cutoff=0.6)
+    return f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else "")
 
 
 def _check_type(value: Any, tp: Any) -> bool:

@@ -18,6 +18,13 @@ JSON-MIN) or the filled CSV, into ``Example`` records with origin "gold" and the
 reviewer's label. Rows left without a label are skipped (and counted); a label that is
 not a relation of the schema, or that the schema does not allow for the pair's types,
 stops the import with a message naming the row and the allowed labels.
+
+The spans are re-sliced from the row's ``text`` and offsets, so an edited sentence or a
+shifted offset would import a wrong gold span ("s Pojetaia runnega") without a word:
+each slice is checked against the span text exported beside it (the CSV's ``subject`` /
+``object`` columns, the task's ``subj_text`` / ``obj_text``, a Label Studio span's own
+``text``) and the import stops naming every misaligned row and the fix. A task missing a
+field is named too.
 """
 from __future__ import annotations
 
@@ -37,6 +44,8 @@ from .records import NO_RELATION, Example, Span
 CSV_COLUMNS = ("id", "doc_id", "page", "section", "sentence", "subject", "subject_type", "object", "object_type",
                "predicted", "confidence", "pattern_label", "reason", "allowed_labels", "reviewer_label", "notes",
                "sent_id", "text", "subj_start", "subj_end", "obj_start", "obj_end", "rules")
+# what a task's data must hold to rebuild its example (written by ``_task_data``)
+TASK_FIELDS = ("subj_start", "subj_end", "subj_type", "obj_start", "obj_end", "obj_type")
 BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 REASON_LEAST_CONFIDENT = "least_confident"
 REASON_PATTERN_SAMPLE = "pattern_sample"
@@ -232,6 +241,24 @@ def _int(v: Any, source: str, where: str, name: str) -> int:
                          "fix: keep the exported columns unchanged") from exc
 
 
+def _misaligned(where: str, text: str, spans: Iterable[tuple[str, int, int, str | None]]) -> str | None:
+    """Why a row's offsets don't point at its exported span texts, or None."""
+    for role, start, end, expected in spans:
+        got = text[start:end] if 0 <= start < end <= len(text) else None
+        if expected is not None and got != expected:
+            shown = f"reads {got!r}" if got is not None else f"is outside the {len(text)}-character text"
+            return (f"{where}: the {role} span {start}:{end} of the text {shown}, but the {role} is {expected!r} "
+                    "(the text or the offsets were edited)")
+    return None
+
+
+def _refuse_misaligned(path: Path, misaligned: list[str], fix: str) -> None:
+    if misaligned:
+        shown = "; ".join(misaligned[:10]) + (f"; and {len(misaligned) - 10} more" if len(misaligned) > 10 else "")
+        raise InputError(f"{path}: {len(misaligned)} row(s) whose spans no longer match: {shown}; nothing was "
+                         f"imported; fix: {fix}")
+
+
 def read_review_csv(path: str | Path, allowed: Mapping[str, Iterable[Sequence[str]]]) -> ImportResult:
     path = Path(path)
     check = LabelChecker(allowed, str(path))
@@ -246,7 +273,7 @@ def read_review_csv(path: str | Path, allowed: Mapping[str, Iterable[Sequence[st
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; fix: fill in the batch.csv written by "
                          "`python -m flows.review export` without removing columns")
-    out, skipped = [], []
+    out, skipped, misaligned = [], [], []
     for lineno, row in enumerate(reader, 2):  # line 1 is the header
         where = f"line {lineno} (id {row.get('id')})"
         raw = (row.get("reviewer_label") or "").strip()
@@ -258,10 +285,16 @@ def read_review_csv(path: str | Path, allowed: Mapping[str, Iterable[Sequence[st
         t = row["text"]
         ss, se = _int(row["subj_start"], str(path), where, "subj_start"), _int(row["subj_end"], str(path), where, "subj_end")
         os_, oe = _int(row["obj_start"], str(path), where, "obj_start"), _int(row["obj_end"], str(path), where, "obj_end")
+        bad = _misaligned(where, t, (("subject", ss, se, row.get("subject")), ("object", os_, oe, row.get("object"))))
+        if bad:
+            misaligned.append(bad)
+            continue
         out.append(_gold(row["id"], row.get("doc_id", ""), _int(row.get("sent_id") or 0, str(path), where, "sent_id"), t,
                          Span(ss, se, st, t[ss:se]), Span(os_, oe, ot, t[os_:oe]), label,
                          (row.get("rules") or "").split(), _int(row.get("page") or 0, str(path), where, "page"),
                          row.get("section", ""), str(path), where))
+    _refuse_misaligned(path, misaligned, "restore the text, subject, object and *_start/*_end columns as exported "
+                       "(fill in only reviewer_label and notes), or export the batch again")
     return ImportResult(out, skipped)
 
 
@@ -285,16 +318,24 @@ def read_label_studio(path: str | Path, allowed: Mapping[str, Iterable[Sequence[
                          "from Label Studio") from exc
     if isinstance(tasks, dict):
         tasks = [tasks]
-    out, skipped = [], []
+    out, skipped, misaligned = [], [], []
     for n, task in enumerate(tasks, 1):
         data = task.get("data", task)  # JSON-MIN puts the data fields at the top level
         where = f"task {n} (id {task.get('id', '-')}, example {data.get('example_id', '-')})"
         if "example_id" not in data or "text" not in data:
             raise InputError(f"{path}: {where}: no example_id/text in the task data; fix: import the tasks.json "
                              "written by `python -m flows.review export` into Label Studio and export that project")
+        missing = [k for k in TASK_FIELDS if k not in data]
+        if missing:
+            raise InputError(f"{path}: {where}: field(s) {', '.join(missing)} missing from the task data; fix: "
+                             "import the tasks.json written by `python -m flows.review export` unchanged into Label "
+                             "Studio and export that project again (or restore the fields in this task)")
         text = data["text"]
-        subj = Span(int(data["subj_start"]), int(data["subj_end"]), data["subj_type"], text[int(data["subj_start"]):int(data["subj_end"])])
-        obj = Span(int(data["obj_start"]), int(data["obj_end"]), data["obj_type"], text[int(data["obj_start"]):int(data["obj_end"])])
+        num = {k: _int(data[k], str(path), where, k) for k in ("subj_start", "subj_end", "obj_start", "obj_end")}
+        subj = Span(num["subj_start"], num["subj_end"], data["subj_type"], text[num["subj_start"]:num["subj_end"]])
+        obj = Span(num["obj_start"], num["obj_end"], data["obj_type"], text[num["obj_start"]:num["obj_end"]])
+        checks = [("subject", subj.start, subj.end, data.get("subj_text")),
+                  ("object", obj.start, obj.end, data.get("obj_text"))]
         raw = None
         if "annotations" in task or "completions" in task:
             ann = _latest_annotation(task)
@@ -305,11 +346,14 @@ def read_label_studio(path: str | Path, allowed: Mapping[str, Iterable[Sequence[
                 elif r.get("type") == "labels" and v.get("labels"):
                     lab = v["labels"][0]
                     role, _, etype = lab.partition("-")
-                    span = Span(int(v["start"]), int(v["end"]), etype, text[int(v["start"]):int(v["end"])])
+                    a, b = _int(v.get("start"), str(path), where, "start"), _int(v.get("end"), str(path), where, "end")
+                    span = Span(a, b, etype, text[a:b])
                     if role == "SUBJ":
                         subj = span
+                        checks[0] = ("subject", a, b, v.get("text"))
                     elif role == "OBJ":
                         obj = span
+                        checks[1] = ("object", a, b, v.get("text"))
         else:
             rel = data.get("relation")
             raw = rel[0] if isinstance(rel, list) and rel else (rel if isinstance(rel, str) else None)
@@ -317,9 +361,15 @@ def read_label_studio(path: str | Path, allowed: Mapping[str, Iterable[Sequence[
             skipped.append(str(data.get("example_id")))
             continue
         label = check(str(raw), where, subj.type, obj.type)
-        out.append(_gold(data["example_id"], data.get("doc_id", ""), int(data.get("sent_id") or 0), text, subj, obj,
-                         label, list(data.get("rules") or []), int(data.get("page") or 0), data.get("section", ""),
+        bad = _misaligned(where, text, checks)
+        if bad:
+            misaligned.append(bad)
+            continue
+        out.append(_gold(data["example_id"], data.get("doc_id", ""), _int(data.get("sent_id") or 0, str(path), where,
+                         "sent_id"), text, subj, obj, label, list(data.get("rules") or []),
+                         _int(data.get("page") or 0, str(path), where, "page"), data.get("section", ""),
                          str(path), where))
+    _refuse_misaligned(path, misaligned, "export the tasks from Label Studio again without editing the JSON")
     return ImportResult(out, skipped)
 
 

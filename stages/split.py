@@ -15,6 +15,12 @@ Rules, in order:
 - dev and test hold only original (origin "auto") examples: anything augmented that
   reaches this stage goes to train.
 The result depends only on the examples and the seed, not on input order.
+
+What the split leaves the model without is warned by name (``class_warnings``): a
+relation of the schema with no example at all, and a class left with no train example
+(a class of about ``min_class_count`` examples whose few sentences all fell in dev or
+test): the model would lack it without a word. ``test_fraction`` must be above 0:
+evaluate scores the test split.
 """
 from __future__ import annotations
 
@@ -44,11 +50,16 @@ class SplitParams:
     min_class_count: int = 3
     train_on_gold: bool = False
     seed: int = 13
+    # the schema: a relation declared there with no example is warned by name (null: no check)
+    relation_patterns: str | None = "data/patterns/relations.yaml"
 
     def check(self) -> None:
         for name in ("dev_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1)")
+        if self.test_fraction == 0:
+            raise ValueError("test_fraction is 0: the test split would be empty and evaluate would report no "
+                             "score (metrics.json {\"n\": 0}); fix: set split.test_fraction to e.g. 0.15")
         if self.dev_fraction + self.test_fraction >= 1.0:
             raise ValueError("dev_fraction + test_fraction must be < 1 (train needs examples)")
         if self.min_class_count < 1:
@@ -142,7 +153,28 @@ def split_examples(examples: list[Example], params: SplitParams) -> SplitResult:
     if params.train_on_gold:
         train += gold
     train.sort(key=_sort_key)
-    return SplitResult(train=train, dev=dev, test=test, gold=gold, train_only_classes=rare, warnings=notes)
+    result = SplitResult(train=train, dev=dev, test=test, gold=gold, train_only_classes=rare, warnings=notes)
+    for msg in untrained_classes(result):
+        log.warning(msg)
+        notes.append(msg)
+    return result
+
+
+def untrained_classes(result: SplitResult) -> list[str]:
+    """A warning per class with examples in dev/test but none in train."""
+    in_train = Counter(e.label for e in result.train)
+    held = Counter(e.label for e in result.dev + result.test)
+    return [f"class {lbl} has no train example (its {held[lbl]} example(s) all fell in dev/test): the model cannot "
+            f"learn it; fix: label more {lbl} examples (patterns or review), or set split.min_class_count to "
+            f"{held[lbl] + 1} to keep it in train" for lbl in sorted(held) if not in_train[lbl]]
+
+
+def unexampled_relations(result: SplitResult, schema: list[str]) -> list[str]:
+    """A warning per relation of the schema with no example in any split (gold included)."""
+    seen = {e.label for exs in result.as_dict().values() for e in exs}
+    return [f"relation {rel} is declared in the schema but has no example: the model will never predict it; fix: "
+            "add templates that label it (reports/annotation.md shows which rules fired) or gold examples via "
+            "review, or remove it from the schema" for rel in schema if rel not in seen]
 
 
 def split_counts(result: SplitResult) -> dict:

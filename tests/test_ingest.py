@@ -4,9 +4,11 @@ end-to-end run of the served deployment on a real Prefect server with the real p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,10 +42,13 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "t@t",
 }
 
-# fake `mine`: one Sentence per paper; RELMINE_FAKE_FAIL makes it fail after touching reports/
+# fake `mine`: one Sentence per paper, and as chatty as the real stages (more lines than the
+# 40 of output an ingest run keeps); RELMINE_FAKE_FAIL makes it fail after touching reports/
 FAKE_MINE = """
 import hashlib, json, os, pathlib, sys
 papers = sorted(pathlib.Path("data/papers").glob("*.pdf"))
+for i in range(60):
+    print(f"fake mine: progress line {i}", flush=True)
 pathlib.Path("reports/mine.json").write_text(json.dumps({"papers": len(papers)}))
 if os.environ.get("RELMINE_FAKE_FAIL"):
     pathlib.Path("reports/partial.txt").write_text("half-written")
@@ -76,6 +81,28 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 DVC = [sys.executable, "-m", "dvc"]
+
+
+def encrypted_copy(pdf: Path, dest: Path) -> Path:
+    """``pdf`` locked with a user password, as a password-protected save leaves it: a Standard
+    security handler (/Encrypt in the trailer) appended as an incremental update. Readers ask
+    for a password they cannot guess; the signature checks still pass."""
+    src = pdf.read_bytes().rstrip() + b"\n"
+    prev = int(re.findall(rb"startxref\s+(\d+)", src)[-1])
+    obj = max(int(x) for x in re.findall(rb"/Size\s+(\d+)", src))
+    root = re.findall(rb"/Root\s+(\d+ \d+ R)", src)[-1].decode()
+    file_id = hashlib.md5(src).hexdigest()
+    enc = (
+        f"{obj} 0 obj\n<< /Filter /Standard /V 1 /R 2 /Length 40 /P -44 /O <{hashlib.sha256(b'o').hexdigest()}> "
+        f"/U <{hashlib.sha256(b'u').hexdigest()}> >>\nendobj\n"
+    ).encode()
+    xref = f"xref\n{obj} 1\n{len(src):010d} 00000 n \n".encode()
+    trailer = (
+        f"trailer\n<< /Size {obj + 1} /Root {root} /Prev {prev} /Encrypt {obj} 0 R /ID [<{file_id}> <{file_id}>] >>\n"
+        f"startxref\n{len(src) + len(enc)}\n%%EOF\n"
+    ).encode()
+    dest.write_bytes(src + enc + xref + trailer)
+    return dest
 
 
 def _snapshot(repo: Path) -> dict[str, bytes]:
@@ -130,6 +157,10 @@ def test_check_file_signature_size_truncation_and_links(tmp_path, hard_pdfs):
     link = tmp_path / "link.pdf"
     link.symlink_to(good)
     assert "symbolic link" in check_file(link, 10**8)
+    locked = encrypted_copy(good, tmp_path / "locked.pdf")
+    assert "encrypted PDF (password-protected): mine cannot read it; fix: save an unprotected copy" in check_file(
+        locked, 10**8
+    )
 
 
 def test_every_sample_and_hard_pdf_passes_the_checks(sample_papers, hard_pdfs):
@@ -201,6 +232,9 @@ def test_ingest_accepts_good_papers_rejects_the_rest_and_commits_and_pushes(
     (inbox / "notes.pdf").write_text("not a pdf at all")
     (inbox / "link.pdf").symlink_to(new)
     (inbox / ".partial-upload.pdf").write_bytes(new.read_bytes()[:100])  # hidden: left alone
+    encrypted_copy(hard_pdfs / "webb2017_PeerJCS_VESPA_CC-BY-4.0.pdf", inbox / "locked.pdf")
+    (inbox / "batch2").mkdir()  # not taken, but reported
+    shutil.copy2(hard_pdfs / "cohan2020_ACL_SPECTER_CC-BY-4.0.pdf", inbox / "batch2" / "nested.pdf")
     old_pointer = (fake_repo / "data" / "papers.dvc").read_text()
     head = _run(["git", "rev-parse", "HEAD"], fake_repo).strip()
 
@@ -208,9 +242,11 @@ def test_ingest_accepts_good_papers_rejects_the_rest_and_commits_and_pushes(
 
     assert summary["accepted"] == ["evil_name.pdf"]
     assert sorted(summary["rejected"]) == sorted(
-        [BIG_PAPER, "zz-copy-of-the-same.pdf", "link.pdf", "notes.pdf", "renamed.pdf"]
+        [BIG_PAPER, "zz-copy-of-the-same.pdf", "link.pdf", "notes.pdf", "renamed.pdf", "locked.pdf"]
     )
+    # the stages that ran, though the stage printed more lines than the run keeps
     assert summary["stages"] == ["mine"] and summary["published"] == ["commit", "push"]
+    assert summary["in_subfolders"] == ["batch2/nested.pdf"] and (inbox / "batch2" / "nested.pdf").exists()
     # the corpus got exactly the new paper, under its safe name; nothing was written outside it
     assert sorted(p.name for p in (fake_repo / "data" / "papers").iterdir()) == [BASE_PAPER, "evil_name.pdf"]
     assert (fake_repo / "data" / "papers" / "evil_name.pdf").read_bytes() == new.read_bytes()
@@ -233,7 +269,8 @@ def test_ingest_accepts_good_papers_rejects_the_rest_and_commits_and_pushes(
     assert "over the limit" in reasons[BIG_PAPER] and "max_size_mb" in reasons[BIG_PAPER]
     assert "not a PDF" in reasons["notes.pdf"]
     assert "symbolic link" in reasons["link.pdf"]
-    assert sorted(p.name for p in inbox.iterdir()) == [".partial-upload.pdf", "failed", "processed"]
+    assert "encrypted PDF" in reasons["locked.pdf"]
+    assert sorted(p.name for p in inbox.iterdir()) == [".partial-upload.pdf", "batch2", "failed", "processed"]
     # the report: metrics diff against the previous commit, naming the new paper
     diff = (fake_repo / "reports" / "diff.md").read_text()
     assert "evil_name.pdf" in diff and "reports/mine.json" in diff and "papers" in diff
@@ -271,6 +308,40 @@ def test_failed_repro_restores_corpus_and_reports_and_moves_the_paper_to_failed(
     assert not _run(["git", "diff", "--cached", "--name-only"], fake_repo).strip()
     monkeypatch.delenv("RELMINE_FAKE_FAIL")
     assert "up to date" in _run(DVC + ["status"], fake_repo)
+
+
+def test_a_file_swapped_for_a_link_after_its_check_is_not_copied(fake_repo, hard_pdfs, prefect_server, monkeypatch):
+    """Between the check and the copy (here: while the snapshot is taken) one inbox paper is
+    replaced by a link to another file and another one's content is changed: neither is copied."""
+    import flows.ingest as ingest_mod
+
+    inbox = fake_repo.parent / "inbox"
+    for name in ("swapped.pdf", "changed.pdf", "kept.pdf"):
+        shutil.copy2(hard_pdfs / NEW_PAPER, inbox / name)
+        if name != "kept.pdf":  # three distinct papers: none a duplicate of another
+            with open(inbox / name, "ab") as fh:
+                fh.write(f"% {name}\n".encode())
+    secret = fake_repo.parent / "secret.pdf"
+    shutil.copy2(hard_pdfs / "webb2017_PeerJCS_VESPA_CC-BY-4.0.pdf", secret)
+    take = ingest_mod.Snapshot.take
+
+    def take_then_swap(*args, **kwargs):
+        snap = take(*args, **kwargs)
+        (inbox / "swapped.pdf").unlink()
+        (inbox / "swapped.pdf").symlink_to(secret)
+        with open(inbox / "changed.pdf", "ab") as fh:
+            fh.write(b"% appended after the check\n")
+        return snap
+
+    monkeypatch.setattr(ingest_mod.Snapshot, "take", take_then_swap)
+    summary = ingest(repo=str(fake_repo))
+    assert summary["accepted"] == ["kept.pdf"] and sorted(summary["rejected"]) == ["changed.pdf", "swapped.pdf"]
+    papers = fake_repo / "data" / "papers"
+    assert sorted(p.name for p in papers.iterdir()) == [BASE_PAPER, "kept.pdf"]
+    assert all(p.read_bytes() != secret.read_bytes() for p in papers.iterdir())
+    reasons = {p.name: p.read_text() for p in (inbox / "failed").glob("*.reason.txt")}
+    assert "changed after its check" in reasons["swapped.pdf.reason.txt"]
+    assert "other content" in reasons["changed.pdf.reason.txt"]
 
 
 def test_a_run_killed_half_way_is_rolled_back_by_the_next_one(fake_repo, hard_pdfs, prefect_server):

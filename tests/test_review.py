@@ -215,7 +215,8 @@ def test_label_studio_round_trip_with_a_span_correction(tmp_path):
     fix = next((t for t in export if t["data"]["subj_text"] == "Ptychagnostus atavus" and t["annotations"]), None)
     if fix is not None:
         span = next(r for r in fix["annotations"][0]["result"] if r["id"] == "subj")
-        span["value"] = {**span["value"], "end": span["value"]["start"] + len("Ptychagnostus")}
+        span["value"] = {**span["value"], "end": span["value"]["start"] + len("Ptychagnostus"),
+                         "text": "Ptychagnostus"}  # Label Studio writes the corrected span's text
     path = tmp_path / "export.json"
     path.write_text(json.dumps(export))
     res = import_batch(path, ALLOWED)
