@@ -184,3 +184,57 @@ def test_data_stages_do_not_depend_on_execution_settings():
         assert "run" not in stage.get("params", []), (
             f"stage '{name}' lists the run section in params: how a stage runs must not rerun it"
         )
+
+
+def _call_name(node: ast.Call) -> str | None:
+    return getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+
+
+def params_classes(root: Path = ROOT) -> dict[str, tuple[str, str]]:
+    """section -> (module, class name), from every ``load_params(Cls, "section")`` and
+    ``parse_params(Cls, raw, "section")`` call in stages/ and flows/."""
+    files = sorted([*root.glob("stages/*.py"), *root.glob("flows/*.py")])
+    defined: dict[str, str] = {}
+    sections: dict[str, str] = {}
+    for f in files:
+        tree = ast.parse(f.read_text())
+        module = f.relative_to(root).with_suffix("").as_posix().replace("/", ".")
+        defined.update({n.name: module for n in tree.body if isinstance(n, ast.ClassDef)})
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name)):
+                continue
+            pos = {"load_params": 1, "parse_params": 2}.get(_call_name(node) or "")
+            if pos is not None and len(node.args) > pos and isinstance(node.args[pos], ast.Constant):
+                sections[node.args[pos].value] = node.args[0].id
+    return {sec: (defined[cls], cls) for sec, cls in sections.items()}
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def test_every_params_section_has_its_dataclass():
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert set(params_classes()) == set(shipped), "a params.yaml section without a reader, or the reverse"
+
+
+@pytest.mark.parametrize("section", sorted(yaml.safe_load((ROOT / "params.yaml").read_text())))
+def test_params_defaults_equal_params_yaml(section):
+    """The dataclass defaults are what a params.yaml without that key gets: they must be the
+    shipped values, or a user who deletes a line silently gets another model."""
+    module, name = params_classes()[section]
+    cls = getattr(importlib.import_module(module), name)
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())[section] or {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    assert set(shipped) <= set(fields), f"{section}: params.yaml keys {set(shipped) - set(fields)} unknown to {name}"
+    assert set(fields) <= set(shipped), f"{section}: {name} fields {set(fields) - set(shipped)} missing from params.yaml"
+    differ = []
+    for key, f in fields.items():
+        default = _default(f)
+        if key in shipped and default is not dataclasses.MISSING and default != shipped[key]:
+            differ.append(f"{section}.{key}: {module}.{name} says {default!r}, params.yaml says {shipped[key]!r}")
+    assert not differ, "defaults differ (params.yaml is the shipped value):\n" + "\n".join(differ)
