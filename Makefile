@@ -8,6 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/.relmine-cache/torchinductor
 APT_PACKAGES := apertium apertium-eng-spa tesseract-ocr wordnet-base
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 BASE ?= HEAD~1
@@ -57,7 +58,8 @@ server: install  ## start a persistent local Prefect server (127.0.0.1)
 server-stop:  ## stop the persistent local Prefect server
 	$(PY) -m flows.server stop
 
-clean:  ## remove caches and the local Prefect state (not the DVC cache)
+clean:  ## stop the local Prefect server, remove caches and its state (not the DVC cache)
+	-@test -x $(PY) && $(PY) -m flows.server stop
 	rm -rf .relmine-cache .prefect .pytest_cache
 
 .PHONY: help system-deps install pull run test bench diff server server-stop clean

@@ -22,7 +22,7 @@ CODE_DIRS = ("stages", "flows", "metrics")
 # Code a module loads by path rather than by import: the module, and the code folder it needs.
 PATH_LOADED = {"stages/evaluate.py": "metrics/relation_f1"}
 # Modules in flows/ that define no Prefect flow and that any flow may import.
-FLOW_HELPERS = {"flows/common.py", "flows/server.py", "flows/diff.py"}
+FLOW_HELPERS = {"flows/common.py", "flows/local.py", "flows/server.py", "flows/diff.py"}
 
 
 def _module_file(module: str, root: Path) -> str | None:
@@ -77,7 +77,8 @@ def _trivial_init(rel: str, root: Path) -> bool:
 
 
 def import_closure(rel: str, root: Path = ROOT) -> set[str]:
-    """Every project file ``rel`` reaches through imports, itself included, plus path-loaded code."""
+    """Every project file ``rel`` reaches through imports (package inits included), itself
+    included, plus path-loaded code."""
     seen: set[str] = set()
     todo = [rel]
     while todo:
@@ -86,6 +87,10 @@ def import_closure(rel: str, root: Path = ROOT) -> set[str]:
             continue
         seen.add(cur)
         todo.extend(imported_files(cur, root) - seen)
+        # importing a.b.c runs a/__init__.py and a/b/__init__.py first
+        parts = cur.split("/")[:-1]
+        todo.extend(f for i in range(1, len(parts) + 1)
+                    if (root / (f := "/".join(parts[:i]) + "/__init__.py")).is_file())
     out = {f for f in seen if not _trivial_init(f, root)}
     for f in list(out):
         if f in PATH_LOADED:
@@ -143,6 +148,7 @@ def test_closure_follows_imports_inside_functions_and_relative_ones():
     assert {"stages/train.py", "stages/evaluate.py", "metrics/relation_f1", "flows/common.py"} <= closure
     assert not any(f.startswith("metrics/relation_f1/") for f in closure)
     assert "stages/__init__.py" not in closure  # a docstring-only package init
+    assert "flows/__init__.py" in closure and "flows/local.py" in closure  # flows/__init__ sets Prefect's defaults
 
 
 def test_path_loaded_code_is_still_loaded_by_path():
