@@ -27,8 +27,7 @@ def prefect_home(environ=os.environ) -> Path:
 def local_defaults(environ=os.environ) -> dict[str, str]:
     """The settings a flow gets unless the environment sets them: Prefect's home in the
     project, no telemetry, the recorded server as API, torch's compile cache in the project
-    cache. Without a server to reuse, Prefect starts a temporary one whose shutdown cancels
-    its event recorder mid-write (a harmless traceback): its own logs are quiet then."""
+    cache."""
     home = prefect_home(environ)
     out = {
         "PREFECT_HOME": str(home),
@@ -39,8 +38,6 @@ def local_defaults(environ=os.environ) -> dict[str, str]:
         url = recorded_server(home)
         if url:
             out["PREFECT_API_URL"] = url
-        else:
-            out["PREFECT_SERVER_LOGGING_LEVEL"] = "CRITICAL"
     return {k: v for k, v in out.items() if k not in environ}
 
 

@@ -40,8 +40,7 @@ def free_port() -> int:
 
 def server_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
-    for key in ("PREFECT_API_URL", "PREFECT_SERVER_LOGGING_LEVEL"):  # a real server logs as usual
-        env.pop(key, None)
+    env.pop("PREFECT_API_URL", None)
     env.update(
         PREFECT_HOME=str(home.resolve()),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",

@@ -151,10 +151,8 @@ def test_a_recorded_server_that_answers_becomes_the_api(tmp_path, prefect_server
 
     env = {"PREFECT_HOME": str(tmp_path)}
     assert "PREFECT_API_URL" not in local_defaults(env)  # nothing recorded: Prefect's temporary server
-    assert local_defaults(env)["PREFECT_SERVER_LOGGING_LEVEL"] == "CRITICAL"
     write_record({"api_url": prefect_server, "pid": 1, "owner": None}, tmp_path)
-    got = local_defaults(env)
-    assert got["PREFECT_API_URL"] == prefect_server and "PREFECT_SERVER_LOGGING_LEVEL" not in got
+    assert local_defaults(env)["PREFECT_API_URL"] == prefect_server
 
 
 def test_a_stale_record_is_cleared_and_its_server_stopped(tmp_path):
@@ -199,3 +197,23 @@ def test_a_server_left_by_a_killed_run_is_adopted_then_stopped(tmp_path, prefect
     finally:
         left.kill()
         left.wait()
+
+
+def test_a_standalone_flow_without_a_server_exits_quietly(tmp_path):
+    """No server answers: Prefect's temporary server serves the run, its output goes to
+    PREFECT_HOME/temporary-server.log and nothing of its shutdown reaches the terminal."""
+    import os
+    import subprocess
+    import sys
+
+    from flows.local import ROOT
+
+    code = ("from prefect import flow\nfrom flows.common import run_main\n"
+            "@flow(name='quiet')\ndef quiet():\n    print('flow ran')\nrun_main(quiet)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "flow ran" in out and "Traceback" not in out and "telemetry" not in out, out
+    assert (tmp_path / "temporary-server.log").exists() and (tmp_path / "prefect.db").exists()
