@@ -104,10 +104,9 @@ def _type_name(tp: Any) -> str:
 
 
 # inference precisions a params file may name; int8 = dynamic int8 quantization of the
-# Linear layers on CPU (1.2-1.5x float32 throughput here; it changed 3% of the decisions of the
-# pipeline's trained model, 18% of a barely trained one: README, reports/bench/train.json)
+# Linear layers on CPU: faster, and it changes some decisions (reports/bench.md)
 INFERENCE_DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
-# pairs per inference pass: 32 was fastest on 2 CPU cores (64 and 16 were slower); raise it on a GPU
+# pairs per inference pass: the fastest of those measured on CPU; raise it on a GPU
 INFER_BATCH_SIZE = 32
 
 
