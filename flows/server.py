@@ -21,7 +21,6 @@ Standard library only, so starting a server costs no Prefect import here.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 
 from flows.local import forget, healthy, prefect_home, read_record, recorded_server, user_api_url, write_record
+
 
 def free_port() -> int:
     with socket.socket() as s:
