@@ -90,7 +90,7 @@ def run_main(fn, *args, **kwargs) -> None:
     # run ends with events queued; they are still sent, so the warning is only noise
     logging.getLogger("EventsWorker").setLevel(logging.ERROR)
     try:
-        _temporary_server_to_log()
+        _temporary_server_to_log(fn)
         with _no_flow_heartbeats():
             fn(*args, **kwargs)
     except (ParamsError, InputError) as exc:
@@ -98,9 +98,9 @@ def run_main(fn, *args, **kwargs) -> None:
         sys.exit(2)
 
 
-def _temporary_server_to_log() -> None:
-    """Start Prefect's temporary server, when no server answers, with its output in
-    PREFECT_HOME/temporary-server.log.
+def _temporary_server_to_log(fn) -> None:
+    """Start Prefect's temporary server, when ``fn`` is the program's entry point (``python -m
+    flows.X``) and no server answers, with its output in PREFECT_HOME/temporary-server.log.
 
     Prefect starts it at the first API call anyway (the same singleton is reused), but with
     our terminal as its output: its shutdown at exit cancels its event recorder mid-write and
@@ -108,7 +108,8 @@ def _temporary_server_to_log() -> None:
     """
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+    entry_point = getattr(fn, "__module__", None) == "__main__"
+    if not entry_point or PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return
     from prefect.server.api.server import SubprocessASGIServer
 
