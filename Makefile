@@ -8,9 +8,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/.relmine-cache/torchinductor
 APT_PACKAGES := apertium apertium-eng-spa tesseract-ocr wordnet-base
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 BASE ?= HEAD~1
+PLOTS_TEMPLATE := .dvc/plots-offline.html
 
 help:  ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,7 +33,11 @@ system-deps:  ## install the Debian packages (Apertium, Tesseract, WordNet) wher
 	    || echo "warning: could not install $$missing (not root?): augmentation/OCR tests will skip"; \
 	fi
 
-install: $(VENV)/.installed system-deps  ## create .venv from requirements.lock and install system packages
+install: $(VENV)/.installed system-deps $(PLOTS_TEMPLATE)  ## create .venv from requirements.lock and install system packages
+
+# `dvc plots show` renders with this template (.dvc/config plots.html_template): vega inlined, no CDN
+$(PLOTS_TEMPLATE): flows/diff.py $(wildcard flows/vendor/*.js) | $(VENV)/.installed
+	@$(PY) -m flows.diff --write-template $@ >/dev/null
 
 pull: install  ## fetch the sample corpus and gazetteers from the DVC remote
 	$(VENV)/bin/dvc pull -q data/papers.dvc data/gazetteers.dvc
@@ -51,13 +57,17 @@ bench: pull  ## benchmark every stage; writes reports/bench/*.json and reports/b
 diff: install  ## metrics/params/plots diff against BASE (default HEAD~1) into reports/diff/
 	$(PY) -m flows.diff --base $(BASE)
 
+plots: install  ## confusion matrix and training curves as one offline page (dvc_plots/index.html)
+	$(VENV)/bin/dvc plots show
+
 server: install  ## start a persistent local Prefect server (127.0.0.1)
 	$(PY) -m flows.server start
 
 server-stop:  ## stop the persistent local Prefect server
 	$(PY) -m flows.server stop
 
-clean:  ## remove caches and the local Prefect state (not the DVC cache)
+clean:  ## stop the local Prefect server, remove caches and its state (not the DVC cache)
+	-@test -x $(PY) && $(PY) -m flows.server stop
 	rm -rf .relmine-cache .prefect .pytest_cache
 
-.PHONY: help system-deps install pull run test bench diff server server-stop clean
+.PHONY: help system-deps install pull run test bench diff plots server server-stop clean

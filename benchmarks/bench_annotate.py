@@ -77,7 +77,7 @@ def load_sentences(quick: bool) -> tuple[list[Sentence], str]:
 
 def _machine() -> dict:
     try:
-        from benchmarks.common import machine  # the lead's shared helper, when present
+        from benchmarks.common import machine
         return machine()
     except ImportError:
         return {"cores": os.cpu_count()}

@@ -111,7 +111,7 @@ def run(model: str, data: Path, train_size: int, test_size: int, epochs: int | N
     import torch
     import transformers
 
-    from stages.semeval import load_semeval
+    from benchmarks.semeval import load_semeval
     from stages.train import mixed_precision, train_model
 
     if not cpu_dry_run and not torch.cuda.is_available():

@@ -4,7 +4,7 @@
     python -m benchmarks.bench_semeval --train-size 2000 --test-size 1000 --epochs 2   # a small version
     python -m benchmarks.bench_semeval --pipeline-recipe    # params.yaml's train section as it is (LoRA)
 
-Imports ../shared/gold/semeval2010_task8 with stages/semeval.py, trains with the ``train``
+Imports ../shared/gold/semeval2010_task8 with benchmarks/semeval.py, trains with the ``train``
 section of params.yaml under the benchmark's recipe (SEMEVAL_RECIPE: the default encoder
 fully fine-tuned; flags override epochs, sizes, LoRA/full, lr, imbalance), predicts the test
 sentences with ``load_model`` and writes the official score (macro-F1 over the nine
@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.common import train_params, write  # noqa: E402
 from stages.evaluate import score  # noqa: E402
 from stages.model import load_model  # noqa: E402
-from stages.semeval import load_semeval, official_score  # noqa: E402
+from benchmarks.semeval import load_semeval, official_score  # noqa: E402
 from stages.train import train_model  # noqa: E402
 
 SEMEVAL = ROOT.parent / "shared" / "gold" / "semeval2010_task8"

@@ -33,7 +33,7 @@ SEMEVAL = ROOT.parent / "shared" / "gold" / "semeval2010_task8"
 
 def load_data(n: int, seed: int) -> tuple[list[Example], str]:
     if SEMEVAL.exists():
-        from stages.semeval import load_semeval
+        from benchmarks.semeval import load_semeval
 
         data, source = load_semeval(SEMEVAL)[0], "semeval2010_task8 train"
     else:

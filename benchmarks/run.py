@@ -170,6 +170,16 @@ def markdown(results: dict[str, Any], quick: bool) -> str:
     return "\n".join(lines)
 
 
+NOTES_MARK = "<!-- notes: make bench rewrites what is above this line and keeps what is below -->"
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written part of the report (what the figures mean, other measurements)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    _, mark, notes = text.partition(NOTES_MARK)
+    return f"\n{NOTES_MARK}{notes}" if mark else ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny inputs, one repetition (smoke test)")
@@ -179,7 +189,7 @@ def main() -> None:
     results = run_all(args.quick, [s for s in args.only.split(",") if s] or None)
     ok = all(v.get("ok") for v in results.values())
     atomic_write_json(BENCH_DIR / "summary.json", {"machine": machine(), "quick": args.quick, "results": results})
-    atomic_write_text(args.out, markdown(with_earlier_figures(results), args.quick))
+    atomic_write_text(args.out, markdown(with_earlier_figures(results), args.quick) + kept_notes(Path(args.out)))
     print(Path(args.out).read_text())
     sys.exit(0 if ok else 1)
 

@@ -95,7 +95,7 @@ def run_augment(
 ) -> dict:
     """Run the augment flow with the runner from params; ``backend``/``out`` override params.
 
-    For the lead's augmentation on/off comparison, e.g.
+    For an augmentation on/off comparison (benchmarks/augment_effect.py), e.g.
     ``run_augment(backend="none", out="data/augmented/train_off.jsonl", report_path="reports/augment_off.json")``.
     Other ``augment`` keys can be overridden as keywords (``target_share=1.0``)."""
     run = load_run_params(params_path)

@@ -90,11 +90,56 @@ def run_main(fn, *args, **kwargs) -> None:
     # run ends with events queued; they are still sent, so the warning is only noise
     logging.getLogger("EventsWorker").setLevel(logging.ERROR)
     try:
+        _temporary_server_to_log(fn)
         with _no_flow_heartbeats():
             fn(*args, **kwargs)
     except (ParamsError, InputError) as exc:
         print(f"relmine: error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def _temporary_server_to_log(fn) -> None:
+    """Start Prefect's temporary server, when ``fn`` is the program's entry point (``python -m
+    flows.X``) and no server answers, with its output in PREFECT_HOME/temporary-server.log.
+
+    Prefect starts it at the first API call anyway (the same singleton is reused), but with
+    our terminal as its output: its shutdown at exit cancels its event recorder mid-write and
+    prints asyncio tracebacks there. ``make server`` (flows/local.py) avoids the start-up cost.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    entry_point = getattr(fn, "__module__", None) == "__main__"
+    if not entry_point or PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    from flows.local import prefect_home
+
+    log = prefect_home() / "temporary-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("relmine").info("no Prefect server answers: starting a temporary one "
+                                      "(`make server` keeps one up); its log: %s", log)
+    with _output_to(log):  # the server process inherits these descriptors
+        SubprocessASGIServer().start()
+
+
+@contextlib.contextmanager
+def _output_to(path: Path):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    saved = os.dup(1), os.dup(2)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
 
 
 def _no_flow_heartbeats():

@@ -1,11 +1,14 @@
 """Metrics, params and plots across commits: ``make diff BASE=HEAD~1``.
 
     python -m flows.diff --base HEAD~1      # -> reports/diff/metrics.md, reports/diff/plots.html
+    python -m flows.diff --write-template .dvc/plots-offline.html   # the page `dvc plots show` uses
 
 ``metrics.md`` holds ``dvc metrics diff --md`` and ``dvc params diff --md`` between BASE and
 the workspace. ``plots.html`` is ``dvc plots diff`` rendered with an HTML template that inlines
 the vega / vega-lite / vega-embed builds vendored in ``flows/vendor/`` (DVC's default page loads
 them from a CDN), with images inlined as data URIs: one file that renders without network.
+The same template, written to .dvc/plots-offline.html by ``make install`` and named by
+.dvc/config's ``plots.html_template``, makes ``dvc plots show`` (``make plots``) offline too.
 
 Imports only the standard library (DVC runs as a subprocess), so ``flows.ingest`` and the
 Makefile can use it cheaply.
@@ -116,7 +119,7 @@ def offline_template() -> str:
         scripts.append(f"<script>/* {name}, see flows/vendor/README.md */\n{js}\n</script>")
     versions = ", ".join(f"{k} {v}" for k, v in VENDOR_VERSIONS.items())
     return (
-        '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n<title>relmine: dvc plots diff</title>\n'
+        '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n<title>relmine: dvc plots</title>\n'
         + "\n".join(scripts)
         + "\n<style>body{font-family:sans-serif} table{border-spacing:15px}</style>\n</head>\n<body>\n"
         + f"<!-- offline page: {versions} inlined -->\n{{plot_divs}}\n</body>\n</html>\n"
@@ -193,9 +196,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="reports/diff", help="output folder (default reports/diff)")
     parser.add_argument("--repo", default=".", help="project root (default: current folder)")
     parser.add_argument("--no-plots", action="store_true", help="only the markdown report")
+    parser.add_argument("--write-template", metavar="PATH",
+                        help="only write the offline HTML template (what .dvc/config's plots.html_template names)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.write_template:
+            atomic_write_text(args.write_template, offline_template())
+            print(args.write_template)
+            return
         report = write_diff_report(args.base, args.repo, args.out, plots=not args.no_plots)
     except DiffError as exc:
         print(f"relmine: error: {exc}", file=sys.stderr)

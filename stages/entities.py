@@ -17,9 +17,6 @@ How a sentence is annotated (``EntityAnnotator.find``):
 6. **document-level propagation** (``propagate``, per paper, after all its
    sentences): names taught by some mentions (the genus of each binomial) become
    mentions where they stand alone elsewhere in the same paper.
-
-Also here: the scorer against the BGS stratigraphic NER gold set (token<TAB>label,
-IO tags), span precision/recall/F1 with exact and partial (overlap) matching.
 """
 from __future__ import annotations
 
@@ -28,7 +25,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable
 
 import ahocorasick
@@ -278,111 +274,6 @@ def resolve_overlaps(cands: list[Candidate]) -> list[Candidate]:
             taken.append(c)
     taken.sort(key=lambda c: c.start)
     return taken
-
-
-# --- gold scoring ------------------------------------------------------------------
-
-GoldSpan = tuple[int, int, str]  # token start, token end (exclusive), label
-
-
-def read_conll_io(path: str | Path) -> list[tuple[list[str], list[str]]]:
-    """token<TAB>label lines, blank line between sentences -> [(tokens, labels)]."""
-    sents: list[tuple[list[str], list[str]]] = []
-    toks: list[str] = []
-    labs: list[str] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            line = line.rstrip("\n")
-            if not line.strip():
-                if toks:
-                    sents.append((toks, labs))
-                    toks, labs = [], []
-                continue
-            tok, _, lab = line.rpartition("\t")
-            toks.append(tok)
-            labs.append(lab or "O")
-    if toks:
-        sents.append((toks, labs))
-    return sents
-
-
-def io_spans(labels: list[str]) -> list[GoldSpan]:
-    """IO tags -> spans (a run of the same label is one span: IO cannot split neighbours)."""
-    spans, i = [], 0
-    while i < len(labels):
-        if labels[i] == "O":
-            i += 1
-            continue
-        j = i
-        while j < len(labels) and labels[j] == labels[i]:
-            j += 1
-        spans.append((i, j, labels[i]))
-        i = j
-    return spans
-
-
-def mentions_to_token_spans(tokens: list[str], mentions: list[Mention], type_map: dict[str, str]) -> list[GoldSpan]:
-    """Map character mentions on " ".join(tokens) to token spans (tokens they touch)."""
-    starts, pos = [], 0
-    for t in tokens:
-        starts.append(pos)
-        pos += len(t) + 1
-    out = []
-    for m in mentions:
-        if m.type not in type_map:
-            continue
-        toks = [i for i, s in enumerate(starts) if s < m.end and m.start < s + len(tokens[i])]
-        if toks:
-            out.append((toks[0], toks[-1] + 1, type_map[m.type]))
-    return out
-
-
-def _prf(tp_p: int, n_pred: int, tp_g: int, n_gold: int) -> dict:
-    p = tp_p / n_pred if n_pred else 0.0
-    r = tp_g / n_gold if n_gold else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)}
-
-
-def score_spans(pairs: list[tuple[list[GoldSpan], list[GoldSpan]]], labels: Iterable[str]) -> dict:
-    """Per gold label: exact (same tokens) and partial (any overlap) span P/R/F1.
-    Partial precision counts predictions overlapping a gold span; partial recall
-    counts gold spans overlapped by a prediction."""
-    out = {}
-    for lab in labels:
-        n_pred = n_gold = exact = pp = pg = 0
-        for gold, pred in pairs:
-            g = [s for s in gold if s[2] == lab]
-            p = [s for s in pred if s[2] == lab]
-            n_gold += len(g)
-            n_pred += len(p)
-            gs = {(a, b) for a, b, _ in g}
-            exact += sum((a, b) in gs for a, b, _ in p)
-            pp += sum(any(a < gb and ga < b for ga, gb, _ in g) for a, b, _ in p)
-            pg += sum(any(a < gb and ga < b for a, b, _ in p) for ga, gb, _ in g)
-        out[lab] = {"gold": n_gold, "predicted": n_pred,
-                    "exact": _prf(exact, n_pred, exact, n_gold), "partial": _prf(pp, n_pred, pg, n_gold)}
-    return out
-
-
-def score_gold(annotator: EntityAnnotator, gold_path: str | Path, type_map: dict[str, str],
-               limit: int | None = None, max_errors: int = 20) -> dict:
-    """Run the annotator on the gold sentences (tokens joined by spaces) and score it.
-    ``type_map`` maps our types to gold labels, e.g. {"STRAT": "LEXICON", "CHRONO": "CHRONOSTRAT"}."""
-    sents = read_conll_io(gold_path)[:limit]
-    pairs, errors = [], []
-    for toks, labs in sents:
-        text = " ".join(toks)
-        gold = [s for s in io_spans(labs) if s[2] in type_map.values()]
-        pred = mentions_to_token_spans(toks, annotator.find(text), type_map)
-        pairs.append((gold, pred))
-        if len(errors) < max_errors and set(gold) != set(pred):
-            errors.append({"text": text,
-                           "missed": [" ".join(toks[a:b]) + f" [{lab}]" for a, b, lab in gold if (a, b, lab) not in pred],
-                           "spurious": [" ".join(toks[a:b]) + f" [{lab}]" for a, b, lab in pred if (a, b, lab) not in gold]})
-    scores = score_spans(pairs, list(type_map.values()))
-    return {"gold_file": str(gold_path), "sentences": len(sents),
-            "mapping": {k: v for k, v in type_map.items()}, "scores": scores, "examples_of_errors": errors}
 
 
 # One annotator per process and pattern version: building the gazetteer automaton costs

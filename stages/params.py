@@ -8,6 +8,7 @@ top-level section no stage reads (``trian:``), with the closest known name.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
@@ -41,7 +42,32 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise ParamsError(f"{path}: unknown section(s) " + "; ".join(_did_you_mean(str(k)) for k in unknown)
                           + f"; sections: {', '.join(SECTIONS)}; fix: rename or remove it")
+    if "domain" in data:
+        check_domain(parse_params(DomainParams, data["domain"], "domain"), path)
     return data
+
+
+@dataclasses.dataclass
+class DomainParams:
+    """``domain`` section: where this params file sits, read by dvc.yaml (``${domain.wdir}``,
+    ``${domain.params}``); the flows only check it."""
+
+    name: str = "palaeontology"
+    wdir: str = "."  # the project root, relative to the dvc.yaml beside this params file
+    params: str = "params.yaml"  # this params file, relative to the project root
+
+    def check(self) -> None:
+        if Path(self.wdir).is_absolute() or Path(self.params).is_absolute():
+            raise ValueError("wdir and params must be relative paths (the project moves with its clone)")
+
+
+def check_domain(domain: DomainParams, path: Path) -> None:
+    """A domain folder copied from another keeps the other's ``domain.params``: dvc.yaml would
+    then run this domain's stages with the other domain's params. Warn when it names another file."""
+    if Path(domain.params).resolve() != path.resolve():
+        logging.getLogger("relmine.params").warning(
+            "%s: domain.params is %r, which is not this file; dvc.yaml passes domain.params to every stage; fix: "
+            "set domain.params to this file's path from the project root", path, domain.params)
 
 
 def _did_you_mean(name: str) -> str:
@@ -122,10 +148,9 @@ def _type_name(tp: Any) -> str:
 
 
 # inference precisions a params file may name; int8 = dynamic int8 quantization of the
-# Linear layers on CPU (1.2-1.5x float32 throughput here; it changed 3% of the decisions of the
-# pipeline's trained model, 18% of a barely trained one: README, reports/bench/train.json)
+# Linear layers on CPU: faster, and it changes some decisions (reports/bench.md)
 INFERENCE_DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
-# pairs per inference pass: 32 was fastest on 2 CPU cores (64 and 16 were slower); raise it on a GPU
+# pairs per inference pass: the fastest of those measured on CPU; raise it on a GPU
 INFER_BATCH_SIZE = 32
 
 

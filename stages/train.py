@@ -48,15 +48,15 @@ class TrainParams:
     lora_dropout: float = 0.0
     lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
     head_dropout: float = 0.1
-    max_length: int = 128
-    batch_size: int = 32
+    max_length: int = 96
+    batch_size: int = 16
     eval_batch_size: int = INFER_BATCH_SIZE
     grad_accum: int = 1
     lr: float = 1e-3
     weight_decay: float = 0.01
     scheduler: Literal["linear", "cosine"] = "linear"
     warmup_ratio: float = 0.06
-    epochs: int = 3
+    epochs: int = 8
     patience: int = 2                     # epochs without dev macro-F1 gain before stopping (min 1)
     label_smoothing: float = 0.0
     imbalance: Literal["none", "class_weights", "focal", "resample"] = "class_weights"

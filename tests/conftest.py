@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"{path} not found: this test needs the third-party data in ../shared (see README)")
+        pytest.skip(f"{path} not found: this test needs the third-party data in ../shared (RELMINE_SHARED moves it)")
     return path
 
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stages.train import TrainParams, train_model  # noqa: E402
-from test_model import made_examples  # noqa: E402
+from helpers import made_examples  # noqa: E402
 
 model, out_dir, results = sys.argv[1:4]
 examples = made_examples(repeat=8)

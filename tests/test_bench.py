@@ -1,7 +1,8 @@
 """`make bench` smoke test: the runner on tiny inputs writes well-formed figures and a summary.
 
-The real benchmark (30 minutes) is not part of the suite; this checks the plumbing on the two
-cheapest benchmarks in quick mode, writing to a temp folder instead of reports/bench/.
+The real benchmark is not part of the suite; the default suite checks the plumbing on the two
+cheapest benchmarks in quick mode, writing to a temp folder instead of reports/bench/. The GPU
+check's dry runs are marked ``bench`` (``pytest -m bench``).
 """
 import json
 import os
@@ -45,6 +46,18 @@ def packed_encoder(tmp_path_factory):
     return packed
 
 
+def test_bench_report_keeps_its_hand_written_notes(tmp_path):
+    from benchmarks.run import NOTES_MARK, kept_notes
+
+    report = tmp_path / "bench.md"
+    assert kept_notes(report) == ""  # no report yet
+    report.write_text(f"# old figures\n| a | 1 |\n\n{NOTES_MARK}\n\n## What the figures mean\n")
+    assert kept_notes(report) == f"\n{NOTES_MARK}\n\n## What the figures mean\n"
+    report.write_text("# figures without notes\n")
+    assert kept_notes(report) == ""
+
+
+@pytest.mark.bench
 def test_cuda_check_packs_the_encoder_in_fp16(packed_encoder):
     """The device tool carries 64 MiB at most: the encoder travels in fp16 (relmine loads it in float32)."""
     import torch
@@ -55,6 +68,7 @@ def test_cuda_check_packs_the_encoder_in_fp16(packed_encoder):
     assert (packed_encoder / "model.safetensors").stat().st_size < 48 * 2**20
 
 
+@pytest.mark.bench
 @pytest.mark.parametrize("evaluate_breaks", [False, True], ids=["evaluate-ok", "evaluate-unimportable"])
 def test_cuda_check_runs_its_code_on_cpu(tmp_path, gold_dir, packed_encoder, evaluate_breaks):
     """bench_cuda is run on a lent GPU; here its --cpu-dry-run runs the same code on tiny sizes

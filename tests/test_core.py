@@ -111,3 +111,109 @@ def test_cli_flows_run_without_heartbeats_unless_asked(monkeypatch):
     run_main(frequency, seen)
     assert seen[0] is None and seen[1] == get_current_settings().flows.heartbeat_frequency
     assert seen[1] is not None
+
+
+# --- Prefect's local settings and the recorded server ----------------------------------
+
+
+def _stand_in(*args: str):
+    """A real process whose command line reads like a Prefect server's, in its own group."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *args], start_new_session=True)
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_local_defaults_keep_prefect_in_the_project_and_quiet(tmp_path):
+    from flows.local import ROOT, local_defaults
+
+    got = local_defaults({})
+    assert got["PREFECT_HOME"] == str(ROOT / ".prefect")
+    assert got["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert got["TORCHINDUCTOR_CACHE_DIR"].startswith(str(ROOT / ".relmine-cache"))
+    # what the user set wins, and a set API URL is left alone
+    user = {"PREFECT_HOME": str(tmp_path), "PREFECT_API_URL": "http://10.0.0.5:4200/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "true"}
+    assert local_defaults(user) == {"TORCHINDUCTOR_CACHE_DIR": got["TORCHINDUCTOR_CACHE_DIR"]}
+
+
+def test_a_recorded_server_that_answers_becomes_the_api(tmp_path, prefect_server):
+    from flows.local import local_defaults, write_record
+
+    env = {"PREFECT_HOME": str(tmp_path)}
+    assert "PREFECT_API_URL" not in local_defaults(env)  # nothing recorded: Prefect's temporary server
+    write_record({"api_url": prefect_server, "pid": 1, "owner": None}, tmp_path)
+    assert local_defaults(env)["PREFECT_API_URL"] == prefect_server
+
+
+def test_a_stale_record_is_cleared_and_its_server_stopped(tmp_path):
+    from flows.local import read_record, write_record
+    from flows.server import clear_stale, free_port
+
+    dead_url = f"http://127.0.0.1:{free_port()}/api"
+    left = _stand_in("prefect", "server", "start")
+    other = _stand_in("not-a-server")
+    try:
+        write_record({"api_url": dead_url, "pid": left.pid, "owner": _dead_pid()}, tmp_path)
+        clear_stale(tmp_path)
+        assert left.wait(timeout=20) is not None and read_record(tmp_path) is None
+        # a recorded pid that now belongs to another program is forgotten, not killed
+        write_record({"api_url": dead_url, "pid": other.pid, "owner": None}, tmp_path)
+        clear_stale(tmp_path)
+        assert other.poll() is None and read_record(tmp_path) is None
+    finally:
+        for p in (left, other):
+            p.kill()
+            p.wait()
+
+
+def test_a_server_left_by_a_killed_run_is_adopted_then_stopped(tmp_path, prefect_server, monkeypatch):
+    """`make run` killed with -9 leaves its server up: the next run reuses it and stops it."""
+    import os
+
+    from flows.local import read_record, write_record
+    from flows.server import ensure_server, release
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    left = _stand_in("prefect", "server", "start")  # stands for the left server's process
+    try:
+        write_record({"api_url": prefect_server, "pid": left.pid, "owner": _dead_pid()}, tmp_path)
+        assert ensure_server(tmp_path) == (prefect_server, left.pid)
+        assert read_record(tmp_path)["owner"] == os.getpid()
+        release(left.pid, tmp_path)
+        assert left.wait(timeout=20) is not None and read_record(tmp_path) is None
+        # a persistent one (make server, no owner) is reused and left running
+        write_record({"api_url": prefect_server, "pid": left.pid, "owner": None}, tmp_path)
+        assert ensure_server(tmp_path) == (prefect_server, None)
+    finally:
+        left.kill()
+        left.wait()
+
+
+def test_a_standalone_flow_without_a_server_exits_quietly(tmp_path):
+    """No server answers: Prefect's temporary server serves the run, its output goes to
+    PREFECT_HOME/temporary-server.log and nothing of its shutdown reaches the terminal."""
+    import os
+    import subprocess
+    import sys
+
+    from flows.local import ROOT
+
+    code = ("from prefect import flow\nfrom flows.common import run_main\n"
+            "@flow(name='quiet')\ndef quiet():\n    print('flow ran')\nrun_main(quiet)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "flow ran" in out and "Traceback" not in out and "telemetry" not in out, out
+    assert (tmp_path / "temporary-server.log").exists() and (tmp_path / "prefect.db").exists()

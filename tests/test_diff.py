@@ -125,3 +125,20 @@ def test_offline_template_orders_libraries_and_has_no_cdn_placeholder():
     assert positions == sorted(positions)  # vega, then vega-lite, then vega-embed
     assert "{plot_divs}" in tmpl and "{scripts}" not in tmpl
     assert "cdn.jsdelivr" not in tmpl
+
+
+def test_dvc_plots_show_renders_offline_with_the_project_config(two_commits, tmp_path):
+    """`dvc plots show` (make plots) uses .dvc/config's plots.html_template: the page that
+    `make install` writes with flows.diff --write-template, so no script comes from a CDN."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / ".dvc" / "config")
+    name = cfg["plots"]["html_template"]
+    _run([sys.executable, "-m", "flows.diff", "--write-template", str(two_commits / ".dvc" / name)], ROOT)
+    _run([sys.executable, "-m", "dvc", "config", "--local", "plots.html_template", name], two_commits)
+    _run([sys.executable, "-m", "dvc", "plots", "show", "-o", str(tmp_path / "page")], two_commits)
+    html = (tmp_path / "page" / "index.html").read_text()
+    scripts = re.findall(r"<script\b[^>]*>", html, re.IGNORECASE)
+    assert scripts and not [s for s in scripts if re.search(r"src\s*=", s, re.IGNORECASE)]
+    assert "vegaEmbed(" in html and "reports/loss.csv" in html

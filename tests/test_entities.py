@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_annotate import pdf_sentences
-from stages.entities import (Candidate, EntityAnnotator, io_spans, read_conll_io, resolve_overlaps, score_gold,
-                             score_spans)
+from benchmarks.entities_gold import io_spans, read_conll_io, score_gold, score_spans
+from stages.entities import Candidate, EntityAnnotator, resolve_overlaps
 from stages.patterns import load_entity_spec
 from stages.records import Sentence
 

@@ -12,7 +12,7 @@ import yaml
 
 from stages.evaluate import EvalParams, bootstrap_intervals, load_metric, score, write_reports
 from stages.records import write_jsonl
-from test_model import made_examples, make_tiny_bert
+from helpers import made_examples, make_tiny_bert
 
 # a small confusion: 3 classes + NO_RELATION (N)
 REFS = ["a"] * 4 + ["b"] * 3 + ["c"] * 1 + ["NO_RELATION"] * 4

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
+import helpers
+
 from stages.errors import InputError
 from stages.extract import (
     RelationRow, classified_rows, classify, dedupe, norm_name, read_rows, write_rows,
@@ -106,22 +108,9 @@ def test_classify_respects_type_constraints_and_min_confidence():
 
 
 def make_tiny_bert(folder: Path, texts: list[str]) -> Path:
-    """A 2-layer BERT with a word-level vocab of the texts, saved like a hub model."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    words = sorted({w.strip(".,;:()").lower() for t in texts for w in t.split()} - {""})[:3000]
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "(", ")"] + words
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer",
-                                                              "do_lower_case": True}))
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=256)
-    BertModel(cfg).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(folder)
-    return folder
+    """The shared tiny BERT, with a vocab for the paper's longer, punctuated sentences."""
+    return helpers.make_tiny_bert(folder, texts, strip=".,;:()", punct=(".", ",", "(", ")"), max_words=3000,
+                                  max_positions=256)
 
 
 @pytest.fixture(scope="module")

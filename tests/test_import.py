@@ -95,7 +95,6 @@ def test_unknown_types_and_labels_stop_the_import_with_the_fix(tmp_path):
 
 def test_bioc_json_with_document_offsets_sentences_and_roles(tmp_path):
     title = "Ketoconazole and midazolam."
-    body = S1 + " " + S2
     b0 = len(title) + 1
     doc = {"id": "PMC1", "passages": [
         {"offset": 0, "text": title, "annotations": [

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from stages.records import NO_RELATION
-from stages.semeval import load_semeval, official_score, parse_tagged
+from benchmarks.semeval import load_semeval, official_score, parse_tagged
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from stages import model as M
 from stages.params import ParamsError, parse_params
 from stages.train import (TrainParams, balanced_class_weights, classification_loss, positive_macro_f1,
                           train_model)
-from test_model import made_examples, make_tiny_bert
+from helpers import made_examples, make_tiny_bert
 
 
 @pytest.fixture(scope="module")

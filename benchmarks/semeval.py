@@ -21,8 +21,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from .errors import InputError
-from .records import NO_RELATION, Example, Span
+from stages.errors import InputError
+from stages.records import NO_RELATION, Example, Span
 
 OTHER = "Other"
 ENTITY_TYPE = "ENT"
