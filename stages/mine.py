@@ -176,10 +176,17 @@ class Line:
     bold: bool = False
     col: str = "F"  # column after layout: L, R or F (full width / single column)
     table: bool = False  # one of several fragments on the same row in one column
+    em: float = 0.0  # height of the font's box (ascent + descent); 0: unknown, use the ink height
 
     @property
     def size(self) -> float:
         return self.y1 - self.y0
+
+    @property
+    def font(self) -> float:
+        """Type size for comparing lines: the font's box height, which (unlike the
+        ink box) does not shrink on a line without ascenders or descenders."""
+        return self.em or self.y1 - self.y0
 
     @property
     def width(self) -> float:
@@ -214,6 +221,8 @@ class _PdfiumCalls:
         self.raw = raw
         self.l, self.t, self.r, self.b = (ctypes.c_double() for _ in range(4))
         self.refs = tuple(ctypes.byref(v) for v in (self.l, self.t, self.r, self.b))
+        self.box = raw.FS_RECTF()
+        self.box_ref = ctypes.byref(self.box)
         self.fontbuf = ctypes.create_string_buffer(128)
         self.flags = ctypes.c_int()
         self.turned = False  # the last page read was turned (sideways text)
@@ -226,6 +235,33 @@ class _PdfiumCalls:
         l, t, r, b = self.refs
         self.raw.FPDFText_GetCharBox(tp, i, l, r, b, t)  # left, right, bottom, top
         return self.l.value, self.b.value, self.r.value, self.t.value
+
+    def em(self, tp, i: int) -> float:
+        """Height of char i's loose box (the font's ascent to descent at its size)."""
+        if not self.raw.FPDFText_GetLooseCharBox(tp, i, self.box_ref):
+            return 0.0
+        return self.box.top - self.box.bottom
+
+    def line_em(self, tp, first: int, last: int, ink: float) -> float:
+        """Font box height of a line: the median over five letters or digits spread
+        along it (brackets, symbols, superscripts and small caps may come from other
+        fonts or sizes); 0 when the font's metrics look broken (far from the ink height)."""
+        n = last - first
+        hs = []
+        for k in range(1, 6):
+            i = first + n * k // 6
+            for j in range(i, min(i + 4, last + 1)):  # the next letter or digit
+                code = self.raw.FPDFText_GetUnicode(tp, j)
+                if 0 < code < 0xD800 and chr(code).isalnum():
+                    h = self.em(tp, j)
+                    if h > 0:
+                        hs.append(h)
+                    break
+        if not hs:
+            return 0.0
+        hs.sort()
+        h = hs[len(hs) // 2]
+        return h if 0.6 * ink <= h <= 3.0 * ink + 2 else 0.0
 
     def bold(self, tp, i: int) -> bool:
         if self.raw.FPDFText_GetFontWeight(tp, i) >= 600:
@@ -242,6 +278,53 @@ def _page_text(tp, raw) -> str:
     buf = (ctypes.c_ushort * (n + 1))()
     m = raw.FPDFText_GetText(tp, 0, n, buf)
     return bytes(buf)[: 2 * max(m - 1, 0)].decode("utf-16-le", "replace")
+
+
+# spacing accents some PDFs set as separate glyphs over a letter (TeX's \H{o}, \"a ...):
+# the combining mark each stands for
+_SPACING_ACCENTS = {
+    "\u02dd": "\u030b", "\u00b4": "\u0301", "`": "\u0300", "\u00a8": "\u0308", "\u02c6": "\u0302",
+    "\u02dc": "\u0303", "\u00b8": "\u0327", "\u02d8": "\u0306", "\u02c7": "\u030c", "\u02da": "\u030a",
+    "\u02d9": "\u0307", "\u00af": "\u0304", "\u02db": "\u0328",
+}
+_ACCENT_RE = re.compile(f"[{''.join(_SPACING_ACCENTS)}]")
+
+
+def _attach_accents(tp, raw, text: str, calls: "_PdfiumCalls") -> str:
+    """Compose each spacing accent set over a letter with that letter ("Erdo" + "˝"
+    above its "o" -> "Erdő"); the accent's place in the text becomes a space, so
+    text offsets stay valid. An accent over no letter (a prime after digits) stays."""
+    chars = list(text)
+    n = raw.FPDFText_CountChars(tp)
+    for m in _ACCENT_RE.finditer(text):
+        ci = raw.FPDFText_GetCharIndexFromTextIndex(tp, m.start())
+        if ci < 0:
+            continue
+        ax0, ay0, ax1, ay1 = calls.charbox(tp, ci)
+        xc = (ax0 + ax1) / 2
+        best, best_dy = -1, 1e9
+        for cj in range(max(ci - 150, 0), min(ci + 150, n)):
+            if cj == ci:
+                continue
+            code = raw.FPDFText_GetUnicode(tp, cj)
+            if not (0 < code < 0xD800 and chr(code).isalpha()):
+                continue
+            x0, y0, x1, y1 = calls.charbox(tp, cj)
+            if not (x0 - 0.5 <= xc <= x1 + 0.5) or ay0 < (y0 + y1) / 2:
+                continue
+            dy = abs(ay0 - y1)
+            if dy < best_dy and dy < 2 * (y1 - y0) + 1:
+                best, best_dy = cj, dy
+        if best < 0:
+            continue
+        tj = raw.FPDFText_GetTextIndexFromCharIndex(tp, best)
+        if not 0 <= tj < len(chars):
+            continue
+        composed = unicodedata.normalize("NFC", chars[tj] + _SPACING_ACCENTS[m.group()])
+        if len(composed) == 1:
+            chars[tj] = composed
+            chars[m.start()] = " "
+    return "".join(chars)
 
 
 _LINE_SPLIT_RE = re.compile(r"\r\n|\r|\n|(?<=\ufffe)")
@@ -262,6 +345,8 @@ def extract_page_lines(page, tp, number: int, calls: _PdfiumCalls) -> list[Line]
     """Line fragments of one page from PDFium's text layer."""
     raw = calls.raw
     text = _page_text(tp, raw)
+    if _ACCENT_RE.search(text):
+        text = _attach_accents(tp, raw, text, calls)
     width, height = page.get_size()
     pieces = []
     flow_x = flow_y = 0.0  # how far text runs move along x and along y
@@ -310,7 +395,7 @@ def extract_page_lines(page, tp, number: int, calls: _PdfiumCalls) -> list[Line]
                 lo, hi = min(lo, q[1]), max(hi, q[3])
         bold = len(stripped) < 120 and calls.bold(tp, cs) and calls.bold(tp, ce)
         if len(groups) == 1:
-            lines.append(_line(stripped, rects, number, bold))
+            lines.append(_line(stripped, rects, number, bold, 0.0 if turn else calls.line_em(tp, cs, ce, h)))
             continue
         cuts = None if turn else _cut_indices(tp, raw, groups, cs, ce)
         if cuts is None:
@@ -323,7 +408,10 @@ def extract_page_lines(page, tp, number: int, calls: _PdfiumCalls) -> list[Line]
         for g, (s0, s1) in zip(groups, zip(bounds, bounds[1:])):
             t = text[s0:s1].strip()
             if t:
-                lines.append(_line(t, g, number, bold))
+                c0 = raw.FPDFText_GetCharIndexFromTextIndex(tp, s0)
+                c1 = raw.FPDFText_GetCharIndexFromTextIndex(tp, s1 - 1)
+                em = calls.line_em(tp, c0, c1, max(r[3] - r[1] for r in g)) if 0 <= c0 <= c1 else 0.0
+                lines.append(_line(t, g, number, bold, em))
     return lines
 
 
@@ -335,12 +423,13 @@ def _turn(r: tuple[float, float, float, float], turn: int, width: float, height:
     return (height - y1, x0, height - y0, x1)
 
 
-def _line(text: str, rects: list[tuple[float, float, float, float]], number: int, bold: bool) -> Line:
+def _line(text: str, rects: list[tuple[float, float, float, float]], number: int, bold: bool,
+          em: float = 0.0) -> Line:
     return Line(
         text,
         min(r[0] for r in rects), min(r[1] for r in rects),
         max(r[2] for r in rects), max(r[3] for r in rects),
-        number, bold,
+        number, bold, em=em,
     )
 
 
@@ -386,10 +475,13 @@ def _split_by_chars(tp, text: str, a: int, b: int, cs: int, ce: int, h: float, n
     box: list[float] | None = None
     prev: tuple[float, float, float, float] | None = None
 
+    first = last = -1  # char indices of the fragment's first and last inked chars
+
     def emit() -> None:
         t = "".join(chars).strip()
         if box is not None and t:
-            out.append(Line(t, box[0], box[1], box[2], box[3], number, bold))
+            em = calls.line_em(tp, first, last, box[3] - box[1])
+            out.append(Line(t, box[0], box[1], box[2], box[3], number, bold, em=em))
 
     for i in range(cs, ce + 1):
         if same_len:
@@ -410,7 +502,9 @@ def _split_by_chars(tp, text: str, a: int, b: int, cs: int, ce: int, h: float, n
             emit()
             chars, box = [], None
         chars.append(ch)
+        last = i
         if box is None:
+            first = i
             box = [bx[0], bx[1], bx[2], bx[3]]
         else:
             box = [min(box[0], bx[0]), min(box[1], bx[1]), max(box[2], bx[2]), max(box[3], bx[3])]
@@ -738,7 +832,7 @@ def make_blocks(lines: list[Line], body_size: float) -> list[Block]:
                 and ln.col == p.col
                 and ln.table == p.table
                 and -0.6 * min(ln.size, p.size) < gap < 0.9 * min(ln.size, p.size) + 1
-                and abs(ln.size - p.size) < 1.0
+                and abs(ln.font - p.font) < 1.0
                 and not (_CAPTION_RE.match(ln.text) and ends_sentence(p.text))
                 and section_of(ln.text) is None
                 and section_of(p.text) is None
@@ -770,7 +864,7 @@ def _classify(b: Block, body_size: float) -> None:
     if sec is not None and not ends_sentence(text) or (sec is not None and len(text) < 40):
         b.kind, b.section = "heading", sec
         return
-    size = max(ln.size for ln in b.lines)
+    size = max(ln.font for ln in b.lines)
     looks_heading = (
         len(b.lines) <= 2
         and len(text) < 90
@@ -787,7 +881,7 @@ def body_font_size(pages: list[PageText]) -> float:
     c: Counter[float] = Counter()
     for p in pages:
         for ln in p.lines:
-            c[round(ln.size * 2) / 2] += len(ln.text)
+            c[round(ln.font * 2) / 2] += len(ln.text)
     return c.most_common(1)[0][0] if c else 10.0
 
 
@@ -809,6 +903,9 @@ _HYPH_END_RE = re.compile(r"([^\W\d_]+(?:-[^\W\d_]+)*)-$")
 _FIRST_WORD_RE = re.compile(r"^([^\W\d_]+)")
 
 
+_SUSPENDED = frozenset({"and", "or", "nor", "to", "und"})
+
+
 class Vocabulary:
     """Words of the document, to decide how to rejoin a word hyphenated at a line end."""
 
@@ -817,7 +914,13 @@ class Vocabulary:
         for t in texts:
             # the first and last word of a line may be hyphenation fragments: skip them
             ws = _WORD_RE.findall(t)
-            for w in ws[1:-1]:
+            inner = ws[1:-1]
+            # ... unless they are whole compounds ("Home-based" opening a line)
+            if ws and "-" in ws[0]:
+                inner.append(ws[0])
+            if len(ws) > 1 and "-" in ws[-1] and not t.endswith("-"):
+                inner.append(ws[-1])
+            for w in inner:
                 w = w.lower()
                 self.words[w] += 1
                 if "-" in w:  # "state-of-the-art" also vouches for "state-of"
@@ -834,6 +937,8 @@ class Vocabulary:
             return left + right
         head = m.group(1).rsplit("-", 1)[-1]
         tail = r.group(1)
+        if tail.lower() in _SUSPENDED:
+            return left + " " + right  # "first-" + "and second-line": a suspended hyphen
         if tail[0].isupper() or (head.isupper() and len(head) <= 4):
             return left + right  # "Cambrian-" + "Ordovician", "K-" + "Ar", "NE-" + "trending"
         joined = (head + tail).lower()
@@ -900,7 +1005,7 @@ def build_units(pages: list[PageText]) -> list[Unit]:
                 continue
             # body; small print (footnotes, affiliations, notes in figures) stays
             # out of the paragraph it may interrupt
-            if max(ln.size for ln in b.lines) < body_size - 1.2 and section not in ("references",):
+            if max(ln.font for ln in b.lines) < body_size - 1.2 and section not in ("references",):
                 units.append(Unit("body", section, b.lines))
                 continue
             m = _INLINE_ABSTRACT_RE.match(b.lines[0].text)
@@ -1013,7 +1118,7 @@ def _set_sentence_starts(doc):
             while j < n and texts[j] in _CLOSE:
                 j += 1
             if j < n and _starts_sentence(texts, j):
-                if not _abbrev_before(texts, end):
+                if not _abbrev_before(texts, end) or _et_al_ends(texts, end, j):
                     starts[j] = True
             i = j
             continue
@@ -1034,6 +1139,20 @@ def _starts_sentence(texts: list[str], j: int) -> bool:
         c2 = texts[j + 1][:1]
         return c2.isupper() or c2.isdigit()
     return False
+
+
+def _et_al_ends(texts: list[str], end: int, j: int) -> bool:
+    """'... Nicoll et al. The genus ...': "et al." ends the sentence when a capitalised
+    word (not an initial, not "Fig.") follows; "et al. (2006)" and "et al., 2006" go on."""
+    if texts[end] == ".":
+        words = texts[max(end - 2, 0):end]
+    else:
+        words = texts[max(end - 1, 0):end] + [texts[end][:-1]]
+    if [w.lower() for w in words] != ["et", "al"]:
+        return False
+    nxt = texts[j]
+    return (len(nxt) > 1 and nxt[0].isupper() and nxt[1:].islower() and nxt.isalpha()
+            and nxt.lower() not in ABBREVIATIONS and not (j + 1 < len(texts) and texts[j + 1] == "."))
 
 
 def _abbrev_before(texts: list[str], end: int) -> bool:
