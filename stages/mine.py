@@ -715,10 +715,33 @@ def find_gutter(lines: list[Line]) -> float | None:
     return None
 
 
+def _split_sidebar(lines: list[Line]) -> tuple[list[Line], list[Line]]:
+    """(main text, sidebar): a sidebar is a stack of >= 4 lines set wholly left of
+    the left edge of every wide line (a journal's margin column: licence, dates,
+    editor), at least 10 pt away from it."""
+    if len(lines) < 12:
+        return lines, []
+    x_lo = min(ln.x0 for ln in lines)
+    x_hi = max(ln.x1 for ln in lines)
+    wide = [ln.x0 for ln in lines if ln.width >= 0.4 * (x_hi - x_lo)]
+    if len(wide) < 5:
+        return lines, []
+    body_x0 = min(wide)
+    gap = 10.0
+    side = [ln for ln in lines if ln.x1 < body_x0 - gap]
+    if len(side) < 4 or sum(len(ln.text) for ln in side) > 0.3 * sum(len(ln.text) for ln in lines):
+        return lines, []
+    ids = {id(ln) for ln in side}
+    for ln in side:
+        ln.col = "S"
+    return [ln for ln in lines if id(ln) not in ids], side
+
+
 def order_page(lines: list[Line]) -> list[Line]:
     """Reading order: bands of full-width lines in place; inside a band the left
-    column then the right one. Marks table rows (several fragments on one row of
-    one column)."""
+    column then the right one; a margin sidebar after the page's text. Marks table
+    rows (several fragments on one row of one column)."""
+    lines, side = _split_sidebar(lines)
     g = find_gutter(lines)
     if g is None:
         for ln in lines:
@@ -750,6 +773,7 @@ def order_page(lines: list[Line]) -> list[Line]:
             for ln in row:
                 (left if ln.col == "L" else right).append(ln)
     flush()
+    out.extend(sorted(side, key=lambda ln: -ln.y1))
     return out
 
 
@@ -974,11 +998,14 @@ def join_lines(lines: list[Line], vocab: Vocabulary) -> tuple[str, list[tuple[in
 def build_units(pages: list[PageText]) -> list[Unit]:
     """Blocks in reading order -> units; a paragraph cut by a column or page break
     (no sentence end, or the next block starts in lower case) continues, across
-    captions and tables in between."""
+    captions and tables in between. A paragraph left unfinished before a heading
+    that names no section (a table's header row, a figure's label) takes up the
+    first body block after it that starts in lower case."""
     body_size = body_font_size(pages)
     units: list[Unit] = []
     section = "front"
     pending: Unit | None = None
+    dangling: Unit | None = None  # unfinished paragraph closed by such a heading
     in_refs = False
 
     def close() -> None:
@@ -993,6 +1020,9 @@ def build_units(pages: list[PageText]) -> list[Unit]:
                 if b.section:
                     section = b.section
                     in_refs = section == "references"
+                    dangling = None
+                elif pending is not None and not ends_sentence(pending.lines[-1].text):
+                    dangling = pending
                 close()
                 units.append(Unit("heading", section, b.lines))
                 continue
@@ -1003,9 +1033,10 @@ def build_units(pages: list[PageText]) -> list[Unit]:
                 else:
                     units.append(Unit("caption", section, b.lines))
                 continue
-            # body; small print (footnotes, affiliations, notes in figures) stays
-            # out of the paragraph it may interrupt
-            if max(ln.font for ln in b.lines) < body_size - 1.2 and section not in ("references",):
+            # body; small print (footnotes, affiliations, notes in figures) and
+            # margin sidebars stay out of the paragraph they may interrupt
+            if b.lines[0].col == "S" or (max(ln.font for ln in b.lines) < body_size - 1.2
+                                         and section not in ("references",)):
                 units.append(Unit("body", section, b.lines))
                 continue
             m = _INLINE_ABSTRACT_RE.match(b.lines[0].text)
@@ -1016,6 +1047,13 @@ def build_units(pages: list[PageText]) -> list[Unit]:
                 close()
                 units.extend(Unit("reference", section, ls) for ls in _reference_entries(b.lines))
                 continue
+            if pending is None and dangling is not None:
+                if b.lines[0].text[:1].islower() and b.lines[0].page - dangling.lines[-1].page <= 1:
+                    dangling.lines.extend(b.lines)
+                    if ends_sentence(b.lines[-1].text):
+                        dangling = None
+                    continue
+                dangling = None
             if pending is not None:
                 prev = pending.lines[-1].text
                 nxt = b.lines[0].text

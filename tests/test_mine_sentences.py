@@ -17,7 +17,6 @@ FAST = MineParams(ocr=False, isolate=False)
 # sentences this miner still loses, with the reason (strict: a fix must move them out)
 KNOWN_LOST = {
     "While this allows for effective reduction": "page carry across a table at the top of the next page",
-    "Estimating selective pressure variation": "page carry past the next page's left sidebar",
     "Stepping stone analysis yielded": "page carry past a figure's text at the top of the next page",
     "Third, morphology is not the only": "a boxed data-accessibility note set inside the column",
     "The following succession of Rhabdinopora": "word hyphenated across a column interleaved with a table",
