@@ -621,12 +621,19 @@ def _edge_key(ln: Line) -> str:
 
 def drop_headers_footers(pages: list[PageText]) -> int:
     """Remove running headers/footers (edge lines whose text, digits aside, repeats
-    on other pages) and page numbers; returns how many lines were dropped."""
+    on other pages) and page numbers; returns how many lines were dropped. The
+    four lines nearest each edge are candidates, and the next two when in small
+    print (a footer of licence lines over a copyright line)."""
+    small = 0.9 * body_font_size(pages)
+
+    def nearest(lines: list[Line]) -> list[Line]:
+        return lines[:4] + [ln for ln in lines[4:6] if ln.font < small]
+
     def edge_lines(p: PageText) -> list[Line]:
         if not p.lines:
             return []
-        top = sorted(p.lines, key=lambda ln: -ln.y1)[:4]
-        bottom = sorted(p.lines, key=lambda ln: ln.y0)[:4]
+        top = nearest(sorted(p.lines, key=lambda ln: -ln.y1))
+        bottom = nearest(sorted(p.lines, key=lambda ln: ln.y0))
         band = 0.1 * p.height
         return [ln for ln in top if ln.y0 > p.height - band - 30] + [ln for ln in bottom if ln.y1 < band + 30]
 

@@ -16,7 +16,6 @@ CHECKS = json.loads((ROOT / "benchmarks" / "data" / "mine_sentences.json").read_
 FAST = MineParams(ocr=False, isolate=False)
 # sentences this miner still loses, with the reason (strict: a fix must move them out)
 KNOWN_LOST = {
-    "While this allows for effective reduction": "page carry across a table at the top of the next page",
     "Stepping stone analysis yielded": "page carry past a figure's text at the top of the next page",
     "Third, morphology is not the only": "a boxed data-accessibility note set inside the column",
     "The following succession of Rhabdinopora": "word hyphenated across a column interleaved with a table",
