@@ -744,11 +744,32 @@ def _split_sidebar(lines: list[Line]) -> tuple[list[Line], list[Line]]:
     return [ln for ln in lines if id(ln) not in ids], side
 
 
+def _join_drop_caps(lines: list[Line]) -> list[Line]:
+    """A drop capital (one big letter beside the first lines of a paragraph) goes
+    back in front of the line it starts: "F" + "unctional differentiation ..."."""
+    caps = [ln for ln in lines if len(ln.text) == 1 and ln.text.isupper() and ln.size > 12]
+    if not caps:
+        return lines
+    out = set()
+    for cap in caps:
+        best = None
+        for ln in lines:
+            if (ln is not cap and ln.text[:1].islower() and 0 <= ln.x0 - cap.x1 < 8
+                    and cap.y0 <= ln.y0 and ln.y1 <= cap.y1 + 2 and ln.font < 0.6 * cap.size
+                    and (best is None or ln.y1 > best.y1)):
+                best = ln
+        if best is not None:
+            best.text = cap.text + best.text
+            best.x0 = cap.x0
+            out.add(id(cap))
+    return [ln for ln in lines if id(ln) not in out]
+
+
 def order_page(lines: list[Line]) -> list[Line]:
     """Reading order: bands of full-width lines in place; inside a band the left
     column then the right one; a margin sidebar after the page's text. Marks table
     rows (several fragments on one row of one column)."""
-    lines, side = _split_sidebar(lines)
+    lines, side = _split_sidebar(_join_drop_caps(lines))
     g = find_gutter(lines)
     if g is None:
         for ln in lines:
@@ -864,7 +885,7 @@ def make_blocks(lines: list[Line], body_size: float) -> list[Block]:
                 and ln.table == p.table
                 and -0.6 * min(ln.size, p.size) < gap < 0.9 * min(ln.size, p.size) + 1
                 and abs(ln.font - p.font) < 1.0
-                and not (_CAPTION_RE.match(ln.text) and ends_sentence(p.text))
+                and not (_CAPTION_RE.match(ln.text) and (ends_sentence(p.text) or p.width < 0.5 * ln.width))
                 and section_of(ln.text) is None
                 and section_of(p.text) is None
                 and not (p.bold and not ln.bold and len(p.text) < 60)
@@ -909,10 +930,17 @@ def _classify(b: Block, body_size: float) -> None:
 
 
 def body_font_size(pages: list[PageText]) -> float:
+    """The type size carrying most text before the reference list (which some
+    journals set smaller, and which can outweigh a short paper's body)."""
     c: Counter[float] = Counter()
+    before: Counter[float] | None = None
     for p in pages:
         for ln in p.lines:
+            if before is None and len(ln.text) < 40 and section_of(ln.text) == "references":
+                before = c.copy()
             c[round(ln.font * 2) / 2] += len(ln.text)
+    if before is not None and sum(before.values()) >= 2000:
+        c = before
     return c.most_common(1)[0][0] if c else 10.0
 
 

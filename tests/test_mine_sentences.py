@@ -19,9 +19,6 @@ KNOWN_LOST = {
     "Stepping stone analysis yielded": "page carry past a figure's text at the top of the next page",
     "Third, morphology is not the only": "a boxed data-accessibility note set inside the column",
     "The following succession of Rhabdinopora": "word hyphenated across a column interleaved with a table",
-    "Under a time-constant scenario": "figure axis labels inside the paragraph's lines",
-    "Although the options are numerous": "a correspondence footnote between the column's end and its continuation",
-    "Functional differentiation plays": "drop capital on the first page",
 }
 _mined: dict[str, list[str]] = {}
 
