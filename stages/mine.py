@@ -177,6 +177,7 @@ class Line:
     col: str = "F"  # column after layout: L, R or F (full width / single column)
     table: bool = False  # one of several fragments on the same row in one column
     em: float = 0.0  # height of the font's box (ascent + descent); 0: unknown, use the ink height
+    fontname: str = ""  # font of the line's first char ("" for OCR)
 
     @property
     def size(self) -> float:
@@ -263,6 +264,10 @@ class _PdfiumCalls:
         h = hs[len(hs) // 2]
         return h if 0.6 * ink <= h <= 3.0 * ink + 2 else 0.0
 
+    def fontname(self, tp, i: int) -> str:
+        n = self.raw.FPDFText_GetFontInfo(tp, i, self.fontbuf, 128, ctypes.byref(self.flags))
+        return self.fontbuf.raw[: max(n - 1, 0)].decode("latin-1", "replace")
+
     def bold(self, tp, i: int) -> bool:
         if self.raw.FPDFText_GetFontWeight(tp, i) >= 600:
             return True
@@ -292,8 +297,9 @@ _ACCENT_RE = re.compile(f"[{''.join(_SPACING_ACCENTS)}]")
 
 def _attach_accents(tp, raw, text: str, calls: "_PdfiumCalls") -> str:
     """Compose each spacing accent set over a letter with that letter ("Erdo" + "˝"
-    above its "o" -> "Erdő"); the accent's place in the text becomes a space, so
-    text offsets stay valid. An accent over no letter (a prime after digits) stays."""
+    above its "o" -> "Erdő"); the accent's place in the text becomes a control
+    char (dropped by normalize_text), so text offsets stay valid. An accent over
+    no letter (a prime after digits) stays."""
     chars = list(text)
     n = raw.FPDFText_CountChars(tp)
     for m in _ACCENT_RE.finditer(text):
@@ -310,10 +316,13 @@ def _attach_accents(tp, raw, text: str, calls: "_PdfiumCalls") -> str:
             if not (0 < code < 0xD800 and chr(code).isalpha()):
                 continue
             x0, y0, x1, y1 = calls.charbox(tp, cj)
-            if not (x0 - 0.5 <= xc <= x1 + 0.5) or ay0 < (y0 + y1) / 2:
+            h = y1 - y0
+            # over the letter: centred within it, its bottom near the letter's top
+            # and its top well above it (a prime beside a capital is not)
+            if not (x0 - 0.5 <= xc <= x1 + 0.5) or not (y1 - 0.15 * h <= ay0 <= y1 + 0.6 * h) or ay1 < y1 + 0.2 * h:
                 continue
             dy = abs(ay0 - y1)
-            if dy < best_dy and dy < 2 * (y1 - y0) + 1:
+            if dy < best_dy:
                 best, best_dy = cj, dy
         if best < 0:
             continue
@@ -323,7 +332,7 @@ def _attach_accents(tp, raw, text: str, calls: "_PdfiumCalls") -> str:
         composed = unicodedata.normalize("NFC", chars[tj] + _SPACING_ACCENTS[m.group()])
         if len(composed) == 1:
             chars[tj] = composed
-            chars[m.start()] = " "
+            chars[m.start()] = "\x01"  # a control char: normalize_text drops it
     return "".join(chars)
 
 
@@ -395,7 +404,8 @@ def extract_page_lines(page, tp, number: int, calls: _PdfiumCalls) -> list[Line]
                 lo, hi = min(lo, q[1]), max(hi, q[3])
         bold = len(stripped) < 120 and calls.bold(tp, cs) and calls.bold(tp, ce)
         if len(groups) == 1:
-            lines.append(_line(stripped, rects, number, bold, 0.0 if turn else calls.line_em(tp, cs, ce, h)))
+            lines.append(_line(stripped, rects, number, bold, 0.0 if turn else calls.line_em(tp, cs, ce, h),
+                               calls.fontname(tp, cs)))
             continue
         cuts = None if turn else _cut_indices(tp, raw, groups, cs, ce)
         if cuts is None:
@@ -411,7 +421,7 @@ def extract_page_lines(page, tp, number: int, calls: _PdfiumCalls) -> list[Line]
                 c0 = raw.FPDFText_GetCharIndexFromTextIndex(tp, s0)
                 c1 = raw.FPDFText_GetCharIndexFromTextIndex(tp, s1 - 1)
                 em = calls.line_em(tp, c0, c1, max(r[3] - r[1] for r in g)) if 0 <= c0 <= c1 else 0.0
-                lines.append(_line(t, g, number, bold, em))
+                lines.append(_line(t, g, number, bold, em, calls.fontname(tp, c0) if c0 >= 0 else ""))
     return lines
 
 
@@ -424,12 +434,12 @@ def _turn(r: tuple[float, float, float, float], turn: int, width: float, height:
 
 
 def _line(text: str, rects: list[tuple[float, float, float, float]], number: int, bold: bool,
-          em: float = 0.0) -> Line:
+          em: float = 0.0, fontname: str = "") -> Line:
     return Line(
         text,
         min(r[0] for r in rects), min(r[1] for r in rects),
         max(r[2] for r in rects), max(r[3] for r in rects),
-        number, bold, em=em,
+        number, bold, em=em, fontname=fontname,
     )
 
 
@@ -481,7 +491,8 @@ def _split_by_chars(tp, text: str, a: int, b: int, cs: int, ce: int, h: float, n
         t = "".join(chars).strip()
         if box is not None and t:
             em = calls.line_em(tp, first, last, box[3] - box[1])
-            out.append(Line(t, box[0], box[1], box[2], box[3], number, bold, em=em))
+            out.append(Line(t, box[0], box[1], box[2], box[3], number, bold, em=em,
+                            fontname=calls.fontname(tp, first)))
 
     for i in range(cs, ce + 1):
         if same_len:
@@ -889,6 +900,7 @@ def make_blocks(lines: list[Line], body_size: float) -> list[Block]:
                 and section_of(ln.text) is None
                 and section_of(p.text) is None
                 and not (p.bold and not ln.bold and len(p.text) < 60)
+                and not (len(cur) == 1 and _run_in_heading(p, ln))
             )
             if ln.table and p.table and ln.page == p.page and ln.col == p.col and 0 <= gap < 2.5 * ln.size:
                 same = True  # table rows stay together across wider row spacing
@@ -900,7 +912,25 @@ def make_blocks(lines: list[Line], body_size: float) -> list[Block]:
         blocks.append(Block(cur))
     for b in blocks:
         _classify(b, body_size)
+    for b, nxt in zip(blocks, blocks[1:]):
+        if b.kind == "body" and len(b.lines) == 1 and _run_in_heading(b.lines[0], nxt.lines[0]):
+            b.kind = "heading"
+            b.section = section_of(b.text)
     return blocks
+
+
+def _run_in_heading(p: Line, ln: Line) -> bool:
+    """Is p a heading line set in its own font (bold or italic without "bold" in
+    the font's name) over the first line of a paragraph? A short line with no
+    end punctuation, in a different font, starting in upper case, followed by a
+    line in upper case that is wider."""
+    head = _HEADING_NUM_RE.sub("", p.text)
+    return (
+        bool(p.fontname) and bool(ln.fontname) and p.fontname != ln.fontname
+        and len(p.text) < 60 and head[:1].isupper() and ln.text[:1].isupper()
+        and not p.text.endswith((".", ",", ";", ":")) and p.width < 0.8 * ln.width
+        and p.page == ln.page and p.col == ln.col and any(c.isalpha() for c in p.text)
+    )
 
 
 def _classify(b: Block, body_size: float) -> None:
@@ -1069,9 +1099,12 @@ def build_units(pages: list[PageText]) -> list[Unit]:
                     units.append(Unit("caption", section, b.lines))
                 continue
             # body; small print (footnotes, affiliations, notes in figures) and
-            # margin sidebars stay out of the paragraph they may interrupt
-            if b.lines[0].col == "S" or (max(ln.font for ln in b.lines) < body_size - 1.2
-                                         and section not in ("references",)):
+            # margin sidebars stay out of the paragraph they may interrupt, unless
+            # the paragraph runs on into them (a URL set in a smaller font)
+            below = pending is not None and _right_below(pending.lines[-1], b.lines[0])
+            if not (below and not ends_sentence(pending.lines[-1].text)) and (
+                    b.lines[0].col == "S"
+                    or (max(ln.font for ln in b.lines) < body_size - 1.2 and section not in ("references",))):
                 units.append(Unit("body", section, b.lines))
                 continue
             m = _INLINE_ABSTRACT_RE.match(b.lines[0].text)
@@ -1092,13 +1125,24 @@ def build_units(pages: list[PageText]) -> list[Unit]:
             if pending is not None:
                 prev = pending.lines[-1].text
                 nxt = b.lines[0].text
-                if not ends_sentence(prev) or nxt[:1].islower():
+                # a sentence left open runs on past a column or page break, or
+                # over a change of font; not into a new paragraph in upper case
+                # after a paragraph gap (the last item of a list)
+                gap_after = (pending.lines[-1].page == b.lines[0].page and pending.lines[-1].col == b.lines[0].col
+                             and not below and nxt[:1].isupper())
+                if (not ends_sentence(prev) and not gap_after) or nxt[:1].islower():
                     pending.lines.extend(b.lines)
                     continue
                 close()
             pending = Unit("body", section, list(b.lines))
     close()
     return units
+
+
+def _right_below(p: Line, ln: Line) -> bool:
+    """Is ln the next line under p in the same column (no paragraph gap)?"""
+    gap = p.y0 - ln.y1
+    return p.page == ln.page and p.col == ln.col and -0.5 * p.font < gap < 0.8 * min(p.font, ln.font)
 
 
 _REF_START_RE = re.compile(r"^(?:\[\d+\]|\d{1,3}\.\s|[A-Z][^\s,.]+(?:[ -][A-Z][^\s,.]+)*,\s*(?:[A-Z]\.|[A-Z][a-z]+\s[A-Z]\.))")
