@@ -178,6 +178,7 @@ class Line:
     table: bool = False  # one of several fragments on the same row in one column
     em: float = 0.0  # height of the font's box (ascent + descent); 0: unknown, use the ink height
     fontname: str = ""  # font of the line's first char ("" for OCR)
+    cells: int = 1  # fragments on its table row
 
     @property
     def size(self) -> float:
@@ -791,11 +792,13 @@ def order_page(lines: list[Line]) -> list[Line]:
     out: list[Line] = []
     left: list[Line] = []
     right: list[Line] = []
+    tw = (max(ln.x1 for ln in lines) - min(ln.x0 for ln in lines)) if lines else 0.0
+    col_w = tw / 2 if g is not None else tw
 
     def flush() -> None:
         for part in (left, right):
             for row in _rows(part):
-                _mark_table(row)
+                _mark_table(row, col_w)
                 out.extend(row)
             part.clear()
 
@@ -806,7 +809,7 @@ def order_page(lines: list[Line]) -> list[Line]:
             if len(row) > 1:  # a row crossing the gutter with cells on both sides: a table
                 for ln in row:
                     ln.col = "F"
-            _mark_table(row)
+            _mark_table(row, tw)
             out.extend(row)
         else:
             for ln in row:
@@ -816,10 +819,13 @@ def order_page(lines: list[Line]) -> list[Line]:
     return out
 
 
-def _mark_table(row: list[Line]) -> None:
-    if len(row) >= 2:
+def _mark_table(row: list[Line], width: float = 0.0) -> None:
+    """Several fragments on a row are table cells, unless one of them spans most
+    of the column (a line of prose beside a margin number or a stray mark)."""
+    if len(row) >= 2 and not (width and any(ln.width > 0.6 * width for ln in row)):
         for ln in row:
             ln.table = True
+            ln.cells = len(row)
 
 
 # --- blocks, sections --------------------------------------------------------
@@ -1309,7 +1315,39 @@ def split_sentences(texts: list[str]) -> list[list[tuple[int, int]]]:
     return out
 
 
-def units_to_sentences(units: list[Unit], doc_id: str, params: MineParams, vocab: Vocabulary) -> list[Sentence]:
+_FUNCTION_WORDS = frozenset(
+    """the of and in to a an is was were are be been by for with on at from as that this which or its
+    their it these those than has have had not but into over between within during after before under
+    can may also both each""".split()
+)
+_TOKEN_RE = re.compile(r"\S+")
+_NUMERIC_RE = re.compile(r"^[(\[]?[-+±<>~]?\d[\d.,:/%–-]*[)\]%]?[,;]?$")
+
+
+def looks_tabular(text: str, on_table_page: bool = False) -> bool:
+    """A "sentence" without sentence structure: table cells PDFium laid out as
+    prose. Few function words (the, of, and, is ...) and many numbers; on a page
+    that is mostly table rows, few function words suffice."""
+    toks = _TOKEN_RE.findall(text)
+    if len(toks) < 12:
+        return False
+    fw = sum(t.strip("(),;:.").lower() in _FUNCTION_WORDS for t in toks) / len(toks)
+    num = sum(bool(_NUMERIC_RE.match(t)) for t in toks) / len(toks)
+    return (fw < 0.06 and num >= 0.3) or (on_table_page and fw < 0.3)
+
+
+def table_pages(pages: list[PageText]) -> set[int]:
+    """Pages whose text is mostly in table rows of three or more cells."""
+    out = set()
+    for p in pages:
+        chars = sum(len(ln.text) for ln in p.lines)
+        if chars and sum(len(ln.text) for ln in p.lines if ln.cells >= 3) >= 0.4 * chars:
+            out.add(p.number)
+    return out
+
+
+def units_to_sentences(units: list[Unit], doc_id: str, params: MineParams, vocab: Vocabulary,
+                       tabular_pages: set[int] = frozenset()) -> list[Sentence]:
     joined = [join_lines(u.lines, vocab) for u in units]
     texts = [t for t, _ in joined]
     # headings, table rows and references are one "sentence" each
@@ -1328,8 +1366,11 @@ def units_to_sentences(units: list[Unit], doc_id: str, params: MineParams, vocab
             if kind != "heading" and len(s) < params.min_sentence_chars:
                 continue
             page = starts[max(bisect.bisect_right(offsets, a) - 1, 0)][1]
+            k = kind
+            if k == "body" and u.kind == "body" and looks_tabular(s, page in tabular_pages):
+                k = "table"
             for chunk in _cut(s, params.max_sentence_chars):
-                sentences.append(Sentence(doc_id, len(sentences), page, u.section, chunk, kind))
+                sentences.append(Sentence(doc_id, len(sentences), page, u.section, chunk, k))
     return sentences
 
 
@@ -1462,7 +1503,7 @@ def mine_paper(path: str | Path, params: MineParams, deadline: float | None = No
             raise PaperTimeout(f"timeout: over {params.paper_timeout_s:g} s")
         vocab = Vocabulary(ln.text for p in pages for ln in p.lines)
         units = build_units(pages)
-        res.sentences = units_to_sentences(units, res.doc_id, params, vocab)
+        res.sentences = units_to_sentences(units, res.doc_id, params, vocab, table_pages(pages))
         if not res.sentences and not stats["skipped_pages"]:
             raise PaperError("no text found")
         stats.update(
