@@ -858,6 +858,7 @@ _CAPTION_RE = re.compile(
     r"^(?i:fig(?:ure)?s?\.?|table|plate|text-fig(?:ure)?\.?|supplementary (?:figure|table))\s*"
     r"(?:[A-Z]?\d+[A-Za-z]?|[IVX]+)(?:\s*[.:|—]|\s+[A-Z(])"
 )
+_FIGURE_RE = re.compile(r"^(?i:fig|plate|text-fig)")
 _TERMINAL_RE = re.compile(r"[.?!][\"'”’)\]]{0,3}$")
 
 
@@ -1077,6 +1078,8 @@ def build_units(pages: list[PageText]) -> list[Unit]:
     section = "front"
     pending: Unit | None = None
     dangling: Unit | None = None  # unfinished paragraph closed by such a heading
+    caption: Unit | None = None  # the caption whose explanation may go on below it
+    small = 0.9 * body_size  # footnotes, captions, notes in figures
     in_refs = False
 
     def close() -> None:
@@ -1102,15 +1105,27 @@ def build_units(pages: list[PageText]) -> list[Unit]:
                     for row in _rows(b.lines):
                         units.append(Unit("table", section, row))
                 else:
-                    units.append(Unit("caption", section, b.lines))
+                    caption = Unit("caption", section, b.lines)
+                    units.append(caption)
                 continue
+            # a figure's explanation in paragraphs under its caption, in the
+            # caption's size or smaller: still the caption (under a table's
+            # caption come its cells)
+            first = b.lines[0]
+            font = max(ln.font for ln in b.lines)
+            if (caption is not None and _FIGURE_RE.match(caption.lines[0].text)
+                    and first.page == caption.lines[-1].page and first.col == caption.lines[-1].col
+                    and font < small and font <= max(ln.font for ln in caption.lines) + 0.3):
+                caption.lines.extend(b.lines)
+                continue
+            caption = None
             # body; small print (footnotes, affiliations, notes in figures) and
             # margin sidebars stay out of the paragraph they may interrupt, unless
             # the paragraph runs on into them (a URL set in a smaller font)
             below = pending is not None and _right_below(pending.lines[-1], b.lines[0])
             if not (below and not ends_sentence(pending.lines[-1].text)) and (
                     b.lines[0].col == "S"
-                    or (max(ln.font for ln in b.lines) < body_size - 1.2 and section not in ("references",))):
+                    or (font < small and section not in ("references",))):
                 units.append(Unit("body", section, b.lines))
                 continue
             m = _INLINE_ABSTRACT_RE.match(b.lines[0].text)
