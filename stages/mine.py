@@ -777,6 +777,48 @@ def _join_drop_caps(lines: list[Line]) -> list[Line]:
     return [ln for ln in lines if id(ln) not in out]
 
 
+def _side_captions(lines: list[Line]) -> None:
+    """A wide caption (or other text over the gutter) beside a narrowed column,
+    as when a figure spans one column and part of the other: each run of such
+    lines (same left edge, line after line) that has text of one column only
+    beside it, on its other side, reads with the other column."""
+    wide = sorted((ln for ln in lines if ln.col == "F"), key=lambda ln: -ln.y1)
+    if not wide:
+        return
+    runs: list[list[Line]] = []
+    for ln in wide:
+        for run in runs:
+            last = run[-1]
+            if abs(last.x0 - ln.x0) < 4 and -0.5 * ln.size < last.y0 - ln.y1 < 1.5 * ln.size:
+                run.append(ln)
+                break
+        else:
+            runs.append([ln])
+    cols = [ln for ln in lines if ln.col in ("L", "R")]
+    for run in runs:
+        sides = set()
+        for ln in run:
+            for o in cols:
+                if min(ln.y1, o.y1) - max(ln.y0, o.y0) > 0.5 * min(ln.size, o.size):
+                    sides.add("R" if o.x0 >= ln.x1 else "L" if o.x1 <= ln.x0 else "X")
+        if sides == {"R"}:
+            new = "L"
+        elif sides == {"L"}:
+            new = "R"
+        else:
+            continue
+        for ln in run:
+            ln.col = new
+        # the run's short last line ("indicated by the spike symbol.") does not
+        # reach over the gutter but belongs with it
+        last = run[-1]
+        for ln in lines:
+            if (ln.col != new and abs(ln.x0 - last.x0) < 4 and -0.5 * ln.size < last.y0 - ln.y1 < 1.5 * ln.size
+                    and ln.width < last.width):
+                ln.col = new
+                break
+
+
 def order_page(lines: list[Line]) -> list[Line]:
     """Reading order: bands of full-width lines in place; inside a band the left
     column then the right one; a margin sidebar after the page's text. Marks table
@@ -789,6 +831,7 @@ def order_page(lines: list[Line]) -> list[Line]:
     else:
         for ln in lines:
             ln.col = "L" if ln.x1 <= g + 1 else "R" if ln.x0 >= g - 1 else "F"
+        _side_captions(lines)
     out: list[Line] = []
     left: list[Line] = []
     right: list[Line] = []
@@ -893,6 +936,7 @@ def make_blocks(lines: list[Line], body_size: float) -> list[Block]:
     """Consecutive lines of one column, close together and of one size, form a block."""
     blocks: list[Block] = []
     cur: list[Line] = []
+    tail_added = False
     for ln in lines:
         if cur:
             p = cur[-1]
@@ -911,6 +955,13 @@ def make_blocks(lines: list[Line], body_size: float) -> list[Block]:
             )
             if ln.table and p.table and ln.page == p.page and ln.col == p.col and 0 <= gap < 2.5 * ln.size:
                 same = True  # table rows stay together across wider row spacing
+            if tail_added:
+                same = False
+            tail_added = False
+            if (not same and ln.col != p.col and p.col == "F" and _CAPTION_RE.match(cur[0].text)
+                    and ln.page == p.page and abs(ln.x0 - p.x0) < 4 and 0 <= gap < 0.9 * p.size + 1
+                    and abs(ln.font - p.font) < 0.5 and ln.width < 0.5 * p.width and not ends_sentence(p.text)):
+                same = tail_added = True  # a wide caption's short last line, which fits in one column
             if not same:
                 blocks.append(Block(cur))
                 cur = []
@@ -1249,7 +1300,7 @@ def _set_sentence_starts(doc):
     while i < n:
         t = texts[i]
         end = None
-        if t in (".", "?", "!") or (len(t) > 1 and t.endswith(".") and t[-2].isalpha()):
+        if t in (".", "?", "!") or (len(t) > 1 and t.endswith(".") and (t[-2].isalpha() or t[-2] in "%‰°")):
             end = i
         if end is not None:
             j = end + 1
@@ -1306,7 +1357,9 @@ def _abbrev_before(texts: list[str], end: int) -> bool:
     else:
         return False  # ? or !
     w = word.lower()
-    if w in ABBREVIATIONS or w.rstrip(".") in ABBREVIATIONS:
+    # "Gp." and "gps." abbreviate groups; "GPs." (an acronym's plural) ends a sentence
+    acronym = sum(c.isupper() for c in word) >= 2
+    if not acronym and (w in ABBREVIATIONS or w.rstrip(".") in ABBREVIATIONS):
         return True
     if _is_initial(word) or _is_initial(word.rstrip(".")):
         return True
