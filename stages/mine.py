@@ -225,6 +225,9 @@ class _PdfiumCalls:
         self.refs = tuple(ctypes.byref(v) for v in (self.l, self.t, self.r, self.b))
         self.box = raw.FS_RECTF()
         self.box_ref = ctypes.byref(self.box)
+        self._loose = raw.FPDFText_GetLooseCharBox
+        self.last_em = -1.0
+        self._unicode = raw.FPDFText_GetUnicode
         self.fontbuf = ctypes.create_string_buffer(128)
         self.flags = ctypes.c_int()
         self.turned = False  # the last page read was turned (sideways text)
@@ -240,29 +243,32 @@ class _PdfiumCalls:
 
     def em(self, tp, i: int) -> float:
         """Height of char i's loose box (the font's ascent to descent at its size)."""
-        if not self.raw.FPDFText_GetLooseCharBox(tp, i, self.box_ref):
+        if not self._loose(tp, i, self.box_ref):
             return 0.0
         return self.box.top - self.box.bottom
 
     def line_em(self, tp, first: int, last: int, ink: float) -> float:
-        """Font box height of a line: the median over five letters or digits spread
+        """Font box height of a line: the median over three letters or digits spread
         along it (brackets, symbols, superscripts and small caps may come from other
         fonts or sizes); 0 when the font's metrics look broken (far from the ink height)."""
         n = last - first
         hs = []
-        for k in range(1, 6):
-            i = first + n * k // 6
+        unicode, loose, box, ref = self._unicode, self._loose, self.box, self.box_ref
+        for k in (2, 1, 3):
+            i = first + n * k // 4
             for j in range(i, min(i + 4, last + 1)):  # the next letter or digit
-                code = self.raw.FPDFText_GetUnicode(tp, j)
+                code = unicode(tp, j)
                 if 0 < code < 0xD800 and chr(code).isalnum():
-                    h = self.em(tp, j)
-                    if h > 0:
-                        hs.append(h)
+                    if loose(tp, j, ref) and box.top > box.bottom:
+                        hs.append(box.top - box.bottom)
                     break
+            if k == 2 and hs and abs(hs[0] - self.last_em) < 0.05:
+                break  # the middle char agrees with the line before: same font
         if not hs:
             return 0.0
         hs.sort()
         h = hs[len(hs) // 2]
+        self.last_em = h
         return h if 0.6 * ink <= h <= 3.0 * ink + 2 else 0.0
 
     def fontname(self, tp, i: int) -> str:
@@ -631,12 +637,12 @@ def _edge_key(ln: Line) -> str:
     return _DIGITS_RE.sub("#", ln.text.lower()).replace(" ", "")
 
 
-def drop_headers_footers(pages: list[PageText]) -> int:
+def drop_headers_footers(pages: list[PageText], body_size: float | None = None) -> int:
     """Remove running headers/footers (edge lines whose text, digits aside, repeats
     on other pages) and page numbers; returns how many lines were dropped. The
     four lines nearest each edge are candidates, and the next two when in small
     print (a footer of licence lines over a copyright line)."""
-    small = 0.9 * body_font_size(pages)
+    small = 0.9 * (body_size or body_font_size(pages))
 
     def nearest(lines: list[Line]) -> list[Line]:
         return lines[:4] + [ln for ln in lines[4:6] if ln.font < small]
@@ -1389,6 +1395,7 @@ _FUNCTION_WORDS = frozenset(
     can may also both each""".split()
 )
 _TOKEN_RE = re.compile(r"\S+")
+_FUNCTION_WORD_RE = re.compile(r"(?<![^\s(])(?:%s)(?=[\s),;:.]|$)" % "|".join(sorted(_FUNCTION_WORDS)), re.I)
 _NUMERIC_RE = re.compile(r"^[(\[]?[-+±<>~]?\d[\d.,:/%–-]*[)\]%]?[,;]?$")
 
 
@@ -1396,12 +1403,16 @@ def looks_tabular(text: str, on_table_page: bool = False) -> bool:
     """A "sentence" without sentence structure: table cells PDFium laid out as
     prose. Few function words (the, of, and, is ...) and many numbers; on a page
     that is mostly table rows, few function words suffice."""
-    toks = _TOKEN_RE.findall(text)
-    if len(toks) < 12:
+    n = text.count(" ") + 1
+    if n < 12:
         return False
-    fw = sum(t.strip("(),;:.").lower() in _FUNCTION_WORDS for t in toks) / len(toks)
-    num = sum(bool(_NUMERIC_RE.match(t)) for t in toks) / len(toks)
-    return (fw < 0.06 and num >= 0.3) or (on_table_page and fw < 0.3)
+    fw = len(_FUNCTION_WORD_RE.findall(text)) / n
+    if fw >= (0.3 if on_table_page else 0.06):
+        return False
+    if on_table_page:
+        return True
+    toks = _TOKEN_RE.findall(text)
+    return sum(bool(_NUMERIC_RE.match(t)) for t in toks) / len(toks) >= 0.3
 
 
 def table_pages(pages: list[PageText]) -> set[int]:
