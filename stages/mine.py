@@ -633,6 +633,16 @@ def _drop_line_numbers(lines: list[Line]) -> list[Line]:
 _LEAD_NUM_RE = re.compile(r"^\d{1,4}\s+")
 
 
+# page furniture that need not repeat to be known: a bare journal URL, a
+# proceedings line with its page range, a short copyright line
+_FURNITURE_RE = re.compile(
+    r"^(?:(?:https?://|www\.)\S+|[\w-]+(?:\.[\w-]+)*\.(?:org|com|net|edu|gov|int|info|io)(?:/[\w./-]*)?"
+    r"|proceedings of .{3,80},\s*pages?\s*\d+\s*[–-]\s*\d+"
+    r"|(?:©|\(c\)|copyright\b).{0,50})$",
+    re.I,
+)
+
+
 def _edge_key(ln: Line) -> str:
     return _DIGITS_RE.sub("#", ln.text.lower()).replace(" ", "")
 
@@ -664,7 +674,7 @@ def drop_headers_footers(pages: list[PageText], body_size: float | None = None) 
     for p in pages:
         bad = {
             id(ln) for ln in edges[p.number]
-            if counts[_edge_key(ln)] >= need or _PAGE_NUM_RE.match(ln.text.strip())
+            if counts[_edge_key(ln)] >= need or _PAGE_NUM_RE.match(ln.text.strip()) or _FURNITURE_RE.match(ln.text)
         }
         if bad:
             dropped += len(bad)
@@ -759,7 +769,8 @@ def _split_sidebar(lines: list[Line]) -> tuple[list[Line], list[Line]]:
     ids = {id(ln) for ln in side}
     for ln in side:
         ln.col = "S"
-    return [ln for ln in lines if id(ln) not in ids], side
+    # a bare journal URL or copyright line in the margin is page furniture
+    return [ln for ln in lines if id(ln) not in ids], [ln for ln in side if not _FURNITURE_RE.match(ln.text)]
 
 
 def _join_drop_caps(lines: list[Line]) -> list[Line]:
