@@ -738,9 +738,17 @@ def find_gutter(lines: list[Line]) -> float | None:
             i = j + 1
         else:
             i += 1
-    if best_mid is None or best_len < 4:
+    if best_mid is None or best_len < 3:
         return None
     g = best_mid
+    if best_len < 4:
+        # a narrow gap (a first page's wider licence box reaching into it) is a
+        # gutter only between justified columns: many lines end just left of it
+        # and many start just right of it
+        ends = sum(1 for ln in lines if g - 20 <= ln.x1 <= g)
+        starts = sum(1 for ln in lines if g <= ln.x0 <= g + 20)
+        if ends < 8 or starts < 8:
+            return None
     wide = 0.25 * tw
     left = sum(1 for ln in lines if ln.x1 <= g and ln.width >= wide)
     right = sum(1 for ln in lines if ln.x0 >= g and ln.width >= wide)
