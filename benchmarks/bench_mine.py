@@ -178,29 +178,35 @@ def _resolve(pdf: str, papers_dir: Path, hard_dir: Path) -> Path:
 def sentence_check(papers_dir: str | Path = ROOT / "data" / "papers", hard_dir: str | Path | None = None,
                    checks: str | Path = SENTENCES) -> dict[str, Any]:
     """Checked sentences intact (equal to one mined sentence) per cause, and leaked
-    header/footer strings (found inside any mined sentence). PDFs that are not
-    present (../shared absent) are counted under ``missing``."""
+    header/footer strings (found inside any mined sentence). Rows of cause "ocr"
+    are mined with OCR on. PDFs that are not present (../shared absent), and OCR
+    rows without tesseract, are counted under ``missing_pdfs``."""
     import json
 
-    from stages.mine import MineParams, mine_paper
+    from stages.mine import MineParams, mine_paper, tesseract_version
 
     papers_dir = Path(papers_dir)
     hard_dir = Path(hard_dir) if hard_dir else ROOT.parent / "shared" / "corpus" / "hard"
     data = json.loads(Path(checks).read_text(encoding="utf-8"))
     params = MineParams(ocr=False, isolate=False, paper_timeout_s=600)
-    mined: dict[str, list[str] | None] = {}
+    ocr = MineParams(ocr=True, isolate=False, paper_timeout_s=600) if tesseract_version() else None
+    mined: dict[tuple[str, bool], list[str] | None] = {}
 
-    def sentences_of(pdf: str) -> list[str] | None:
-        if pdf not in mined:
+    def sentences_of(pdf: str, with_ocr: bool = False) -> list[str] | None:
+        if (pdf, with_ocr) not in mined:
             path = _resolve(pdf, papers_dir, hard_dir)
-            mined[pdf] = [s.text for s in mine_paper(path, params).sentences] if path.exists() else None
-        return mined[pdf]
+            p = ocr if with_ocr else params
+            got = None
+            if path.exists() and p is not None:
+                got = [s.text for s in mine_paper(path, p).sentences]
+            mined[(pdf, with_ocr)] = got
+        return mined[(pdf, with_ocr)]
 
     causes: dict[str, dict[str, int]] = {}
     lost: list[dict[str, str]] = []
     missing = 0
     for row in data["sentences"]:
-        got = sentences_of(row["pdf"])
+        got = sentences_of(row["pdf"], row["cause"] == "ocr")
         if got is None:
             missing += 1
             continue
