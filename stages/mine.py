@@ -8,20 +8,29 @@ Per page we take PDFium's text (one call) and its line breaks, split PDFium's
 or two columns (a large horizontal gap between text runs), and give every
 line fragment a box from PDFium's text rectangles (a few ctypes calls per
 line, never a Python loop over every character except on the rare lines that
-must be split). Then, per document:
+must be split). A line's type size is the height of the font's box (PDFium's
+loose char box), not of its ink: a line without ascenders or descenders is not
+smaller print. Spacing accents set over a letter are composed with it. Then,
+per document:
 
 * drop running headers/footers (edge lines repeated across pages, page
-  numbers), margin line numbers and rotated margin text;
+  numbers, bare journal URLs and copyright lines), margin line numbers and
+  rotated margin text;
 * find the gutter of two-column pages (the x with no line crossing it, with
   column-wide lines on both sides) and read band by band: full-width lines
   (titles, abstracts, wide tables and captions) in place, between them the
-  left column then the right one;
-* group lines into blocks, tag headings (-> section), captions, tables and
-  references; carry a paragraph across column and page breaks when it did
-  not end a sentence;
+  left column then the right one; a caption beside a narrowed column reads
+  with the other column, a margin sidebar after the page's text;
+* group lines into blocks, tag headings (-> section), captions (with a
+  figure's explanation under them), tables and references; carry a paragraph
+  across column and page breaks, and past captions, tables, footnotes and
+  sidebars, when it did not end a sentence;
 * NFKC-normalise, rejoin hyphenated words with the document's own vocabulary,
   split sentences with spaCy (blank English tokenizer + a rule component that
-  knows scientific abbreviations).
+  knows scientific abbreviations); a body "sentence" without sentence
+  structure (table cells laid out as prose) is given kind "table".
+
+See docs/mining.md for the rules and the sentence check that measures them.
 
 Pages without a text layer (or with a garbled one: an OCR layer without word
 spaces) are OCR'd with the ``tesseract`` CLI when installed and ``ocr`` is on,
