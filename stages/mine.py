@@ -713,7 +713,28 @@ def find_gutter(lines: list[Line]) -> float | None:
     The gutter is the x near the middle crossed by the fewest lines, with
     column-wide lines wholly on both sides; lines crossing it (titles,
     abstracts, wide captions and tables) may not outnumber the column lines.
+    When none is found, a second look ignores short fragments (a figure's
+    labels set over the gutter).
     """
+    g = _find_gutter(lines, 0.0)
+    if g is None and len(lines) >= 8:
+        x_lo = min(ln.x0 for ln in lines)
+        x_hi = max(ln.x1 for ln in lines)
+        g = _find_gutter(lines, 0.2 * (x_hi - x_lo))
+        if g is not None and not _justified_edges(lines, g):
+            g = None
+    return g
+
+
+def _justified_edges(lines: list[Line], g: float) -> bool:
+    """Do many lines end just left of x = g and many start just right of it (the
+    inner edges of two justified columns)?"""
+    ends = sum(1 for ln in lines if g - 20 <= ln.x1 <= g)
+    starts = sum(1 for ln in lines if g <= ln.x0 <= g + 20)
+    return ends >= 8 and starts >= 8
+
+
+def _find_gutter(lines: list[Line], min_width: float) -> float | None:
     if len(lines) < 8:
         return None
     x_lo = min(ln.x0 for ln in lines)
@@ -725,6 +746,8 @@ def find_gutter(lines: list[Line]) -> float | None:
     n = hi - lo + 1
     diff = [0] * (n + 1)
     for ln in lines:
+        if ln.width < min_width:
+            continue
         a = max(int(ln.x0) + 1, lo)
         b = min(int(ln.x1), hi)
         if a <= b:
@@ -754,9 +777,7 @@ def find_gutter(lines: list[Line]) -> float | None:
         # a narrow gap (a first page's wider licence box reaching into it) is a
         # gutter only between justified columns: many lines end just left of it
         # and many start just right of it
-        ends = sum(1 for ln in lines if g - 20 <= ln.x1 <= g)
-        starts = sum(1 for ln in lines if g <= ln.x0 <= g + 20)
-        if ends < 8 or starts < 8:
+        if not _justified_edges(lines, g):
             return None
     wide = 0.25 * tw
     left = sum(1 for ln in lines if ln.x1 <= g and ln.width >= wide)

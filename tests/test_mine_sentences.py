@@ -17,7 +17,6 @@ FAST = MineParams(ocr=False, isolate=False)
 OCR = MineParams(ocr=True, isolate=False)
 # sentences this miner still loses, with the reason (strict: a fix must move them out)
 KNOWN_LOST = {
-    "Stepping stone analysis yielded": "a page without a found gutter (a wide figure over it): both columns read as one",
     "We went tip-toeing along": "OCR: the drop capital 'WE' is read 'Wu' and the first line set apart as a heading",
     "He listened some more": "OCR: a line beside the picture is read out of order",
     "There was a place on my ankle": "OCR: the picture's caption is read inside the sentence",
