@@ -284,11 +284,10 @@ class _PdfiumCalls:
         n = self.raw.FPDFText_GetFontInfo(tp, i, self.fontbuf, 128, ctypes.byref(self.flags))
         return self.fontbuf.raw[: max(n - 1, 0)].decode("latin-1", "replace")
 
-    def bold(self, tp, i: int) -> bool:
+    def bold(self, tp, i: int, name: str | None = None) -> bool:
         if self.raw.FPDFText_GetFontWeight(tp, i) >= 600:
             return True
-        n = self.raw.FPDFText_GetFontInfo(tp, i, self.fontbuf, 128, ctypes.byref(self.flags))
-        name = self.fontbuf.raw[: max(n - 1, 0)].decode("latin-1", "replace").lower()
+        name = (self.fontname(tp, i) if name is None else name).lower()
         return "bold" in name or "black" in name or "heavy" in name or name.endswith((",b", "-b", "-bd"))
 
 
@@ -418,10 +417,10 @@ def extract_page_lines(page, tp, number: int, calls: _PdfiumCalls) -> list[Line]
             else:
                 groups[-1].append(q)
                 lo, hi = min(lo, q[1]), max(hi, q[3])
-        bold = len(stripped) < 120 and calls.bold(tp, cs) and calls.bold(tp, ce)
+        font = calls.fontname(tp, cs)
+        bold = len(stripped) < 120 and calls.bold(tp, cs, font) and calls.bold(tp, ce)
         if len(groups) == 1:
-            lines.append(_line(stripped, rects, number, bold, 0.0 if turn else calls.line_em(tp, cs, ce, h),
-                               calls.fontname(tp, cs)))
+            lines.append(_line(stripped, rects, number, bold, 0.0 if turn else calls.line_em(tp, cs, ce, h), font))
             continue
         cuts = None if turn else _cut_indices(tp, raw, groups, cs, ce)
         if cuts is None:
@@ -1072,6 +1071,9 @@ def _classify(b: Block, body_size: float) -> None:
         b.kind = "heading"
 
 
+_REFS_HINT_RE = re.compile(r"(?i)ref|literat|bibliog|cited")
+
+
 def body_font_size(pages: list[PageText]) -> float:
     """The type size carrying most text before the reference list (which some
     journals set smaller, and which can outweigh a short paper's body)."""
@@ -1079,7 +1081,8 @@ def body_font_size(pages: list[PageText]) -> float:
     before: Counter[float] | None = None
     for p in pages:
         for ln in p.lines:
-            if before is None and len(ln.text) < 40 and section_of(ln.text) == "references":
+            if (before is None and len(ln.text) < 40 and _REFS_HINT_RE.search(ln.text)
+                    and section_of(ln.text) == "references"):
                 before = c.copy()
             c[round(ln.font * 2) / 2] += len(ln.text)
     if before is not None and sum(before.values()) >= 2000:
