@@ -1,7 +1,11 @@
-"""Benchmark the mine stage: relmine vs pypdfium2's plain text vs pdfplumber, and the
-incremental path (re-run after adding one paper vs mining that paper alone).
+"""Benchmark the mine stage: relmine vs pypdfium2's plain text vs pdfplumber, the
+incremental path (re-run after adding one paper vs mining that paper alone), and the
+sentence check: how many of the sentences in benchmarks/data/mine_sentences.json
+(read off the rendered pages, each crossing a line, column, page, figure or footnote
+break) come out whole, per cause, and how many running heads/footers leak.
 
     python -m benchmarks.bench_mine [--quick] [--workers 2] [--out reports/bench/mine.json]
+    python -m benchmarks.bench_mine --sentences   # the sentence check alone (seconds)
 
 All three extractors run over the same text-layer PDFs (OCR off, so every engine
 reads the same pages) in a pool of ``workers`` processes, warmed up first so
@@ -163,6 +167,77 @@ def bench_incremental(files: list[Path], workers: int) -> dict[str, Any]:
     }
 
 
+SENTENCES = ROOT / "benchmarks" / "data" / "mine_sentences.json"
+
+
+def _resolve(pdf: str, papers_dir: Path, hard_dir: Path) -> Path:
+    """'data/papers/x.pdf' -> papers_dir/x.pdf; 'hard/x.pdf' -> hard_dir/x.pdf."""
+    name = pdf.split("/")[-1]
+    return (hard_dir if pdf.startswith("hard/") else papers_dir) / name
+
+
+def sentence_check(papers_dir: str | Path = ROOT / "data" / "papers", hard_dir: str | Path | None = None,
+                   checks: str | Path = SENTENCES) -> dict[str, Any]:
+    """Checked sentences intact (equal to one mined sentence) per cause, and leaked
+    header/footer strings (found inside any mined sentence). Rows of cause "ocr"
+    are mined with OCR on. PDFs that are not present (../shared absent), and OCR
+    rows without tesseract, are counted under ``missing_pdfs``."""
+    import json
+
+    from stages.mine import MineParams, mine_paper, tesseract_version
+
+    papers_dir = Path(papers_dir)
+    hard_dir = Path(hard_dir) if hard_dir else ROOT.parent / "shared" / "corpus" / "hard"
+    data = json.loads(Path(checks).read_text(encoding="utf-8"))
+    params = MineParams(ocr=False, isolate=False, paper_timeout_s=600)
+    ocr = MineParams(ocr=True, isolate=False, paper_timeout_s=600) if tesseract_version() else None
+    mined: dict[tuple[str, bool], list[str] | None] = {}
+
+    def sentences_of(pdf: str, with_ocr: bool = False) -> list[str] | None:
+        if (pdf, with_ocr) not in mined:
+            path = _resolve(pdf, papers_dir, hard_dir)
+            p = ocr if with_ocr else params
+            got = None
+            if path.exists() and p is not None:
+                got = [s.text for s in mine_paper(path, p).sentences]
+            mined[(pdf, with_ocr)] = got
+        return mined[(pdf, with_ocr)]
+
+    causes: dict[str, dict[str, int]] = {}
+    lost: list[dict[str, str]] = []
+    missing = 0
+    for row in data["sentences"]:
+        got = sentences_of(row["pdf"], row["cause"] == "ocr")
+        if got is None:
+            missing += 1
+            continue
+        c = causes.setdefault(row["cause"], {"checked": 0, "intact": 0})
+        c["checked"] += 1
+        if row["text"] in got:
+            c["intact"] += 1
+        else:
+            lost.append({"cause": row["cause"], "pdf": row["pdf"].split("/")[-1], "text": row["text"][:90]})
+    leaks = {"checked": 0, "leaked": 0, "leaked_caught_before": 0, "strings": []}
+    for row in data["leaks"]:
+        got = sentences_of(row["pdf"])
+        if got is None:
+            missing += 1
+            continue
+        leaks["checked"] += 1
+        if any(row["text"] in t for t in got):
+            leaks["leaked"] += 1
+            leaks["strings"].append(row["text"])
+            leaks["leaked_caught_before"] += bool(row.get("caught_before"))
+    return {
+        "checked": sum(c["checked"] for c in causes.values()),
+        "intact": sum(c["intact"] for c in causes.values()),
+        "by_cause": causes,
+        "lost": lost,
+        "header_footer": leaks,
+        "missing_pdfs": missing,
+    }
+
+
 def run(papers_dir: str | Path = ROOT / "data" / "papers", out: str | Path | None = None,
         quick: bool = False, workers: int = 2) -> dict[str, Any]:
     files = sorted(str(p) for p in Path(papers_dir).glob("*.pdf"))
@@ -189,6 +264,7 @@ def run(papers_dir: str | Path = ROOT / "data" / "papers", out: str | Path | Non
         "papers": len(files),
         "engines": bench_engines(files, workers, reps),
         "incremental": bench_incremental([Path(f) for f in files], workers),
+        "sentences": sentence_check(papers_dir),
         "goals": {"relmine_pages_per_second": 100, "relmine_vs_pdfplumber": 20,
                   "incremental": "rerun_seconds <= 1.5 * alone_seconds + 3"},
     }
@@ -202,7 +278,13 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="default: reports/bench/mine.json")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="1 repetition on 2 papers (smoke test)")
+    ap.add_argument("--sentences", action="store_true", help="print the sentence check only (writes nothing)")
     a = ap.parse_args()
+    if a.sentences:
+        import json
+
+        print(json.dumps(sentence_check(a.papers), ensure_ascii=False, indent=1))
+        return
     res = run(a.papers, a.out, a.quick, a.workers)
     e = res["engines"]
     for name in ENGINES:
@@ -210,6 +292,9 @@ def main() -> None:
               f"spread {e[name]['seconds_spread']} s, {e[name]['pages']} pages)")
     print("ratios:", e["ratios"])
     print("incremental:", res["incremental"])
+    sc = res["sentences"]
+    print(f"sentences intact: {sc['intact']} of {sc['checked']}; header/footer leaked: "
+          f"{sc['header_footer']['leaked']} of {sc['header_footer']['checked']}")
 
 
 if __name__ == "__main__":

@@ -8,20 +8,29 @@ Per page we take PDFium's text (one call) and its line breaks, split PDFium's
 or two columns (a large horizontal gap between text runs), and give every
 line fragment a box from PDFium's text rectangles (a few ctypes calls per
 line, never a Python loop over every character except on the rare lines that
-must be split). Then, per document:
+must be split). A line's type size is the height of the font's box (PDFium's
+loose char box), not of its ink: a line without ascenders or descenders is not
+smaller print. Spacing accents set over a letter are composed with it. Then,
+per document:
 
 * drop running headers/footers (edge lines repeated across pages, page
-  numbers), margin line numbers and rotated margin text;
+  numbers, bare journal URLs and copyright lines), margin line numbers and
+  rotated margin text;
 * find the gutter of two-column pages (the x with no line crossing it, with
   column-wide lines on both sides) and read band by band: full-width lines
   (titles, abstracts, wide tables and captions) in place, between them the
-  left column then the right one;
-* group lines into blocks, tag headings (-> section), captions, tables and
-  references; carry a paragraph across column and page breaks when it did
-  not end a sentence;
+  left column then the right one; a caption beside a narrowed column reads
+  with the other column, a margin sidebar after the page's text;
+* group lines into blocks, tag headings (-> section), captions (with a
+  figure's explanation under them), tables and references; carry a paragraph
+  across column and page breaks, and past captions, tables, footnotes and
+  sidebars, when it did not end a sentence;
 * NFKC-normalise, rejoin hyphenated words with the document's own vocabulary,
   split sentences with spaCy (blank English tokenizer + a rule component that
-  knows scientific abbreviations).
+  knows scientific abbreviations); a body "sentence" without sentence
+  structure (table cells laid out as prose) is given kind "table".
+
+See docs/mining.md for the rules and the sentence check that measures them.
 
 Pages without a text layer (or with a garbled one: an OCR layer without word
 spaces) are OCR'd with the ``tesseract`` CLI when installed and ``ocr`` is on,
@@ -177,10 +186,19 @@ class Line:
     bold: bool = False
     col: str = "F"  # column after layout: L, R or F (full width / single column)
     table: bool = False  # one of several fragments on the same row in one column
+    em: float = 0.0  # height of the font's box (ascent + descent); 0: unknown, use the ink height
+    fontname: str = ""  # font of the line's first char ("" for OCR)
+    cells: int = 1  # fragments on its table row
 
     @property
     def size(self) -> float:
         return self.y1 - self.y0
+
+    @property
+    def font(self) -> float:
+        """Type size for comparing lines: the font's box height, which (unlike the
+        ink box) does not shrink on a line without ascenders or descenders."""
+        return self.em or self.y1 - self.y0
 
     @property
     def width(self) -> float:
@@ -215,6 +233,11 @@ class _PdfiumCalls:
         self.raw = raw
         self.l, self.t, self.r, self.b = (ctypes.c_double() for _ in range(4))
         self.refs = tuple(ctypes.byref(v) for v in (self.l, self.t, self.r, self.b))
+        self.box = raw.FS_RECTF()
+        self.box_ref = ctypes.byref(self.box)
+        self._loose = raw.FPDFText_GetLooseCharBox
+        self.last_em = -1.0
+        self._unicode = raw.FPDFText_GetUnicode
         self.fontbuf = ctypes.create_string_buffer(128)
         self.flags = ctypes.c_int()
         self.turned = False  # the last page read was turned (sideways text)
@@ -228,11 +251,44 @@ class _PdfiumCalls:
         self.raw.FPDFText_GetCharBox(tp, i, l, r, b, t)  # left, right, bottom, top
         return self.l.value, self.b.value, self.r.value, self.t.value
 
-    def bold(self, tp, i: int) -> bool:
+    def em(self, tp, i: int) -> float:
+        """Height of char i's loose box (the font's ascent to descent at its size)."""
+        if not self._loose(tp, i, self.box_ref):
+            return 0.0
+        return self.box.top - self.box.bottom
+
+    def line_em(self, tp, first: int, last: int, ink: float) -> float:
+        """Font box height of a line: the median over three letters or digits spread
+        along it (brackets, symbols, superscripts and small caps may come from other
+        fonts or sizes); 0 when the font's metrics look broken (far from the ink height)."""
+        n = last - first
+        hs = []
+        unicode, loose, box, ref = self._unicode, self._loose, self.box, self.box_ref
+        for k in (2, 1, 3):
+            i = first + n * k // 4
+            for j in range(i, min(i + 4, last + 1)):  # the next letter or digit
+                code = unicode(tp, j)
+                if 0 < code < 0xD800 and chr(code).isalnum():
+                    if loose(tp, j, ref) and box.top > box.bottom:
+                        hs.append(box.top - box.bottom)
+                    break
+            if k == 2 and hs and abs(hs[0] - self.last_em) < 0.05:
+                break  # the middle char agrees with the line before: same font
+        if not hs:
+            return 0.0
+        hs.sort()
+        h = hs[len(hs) // 2]
+        self.last_em = h
+        return h if 0.6 * ink <= h <= 3.0 * ink + 2 else 0.0
+
+    def fontname(self, tp, i: int) -> str:
+        n = self.raw.FPDFText_GetFontInfo(tp, i, self.fontbuf, 128, ctypes.byref(self.flags))
+        return self.fontbuf.raw[: max(n - 1, 0)].decode("latin-1", "replace")
+
+    def bold(self, tp, i: int, name: str | None = None) -> bool:
         if self.raw.FPDFText_GetFontWeight(tp, i) >= 600:
             return True
-        n = self.raw.FPDFText_GetFontInfo(tp, i, self.fontbuf, 128, ctypes.byref(self.flags))
-        name = self.fontbuf.raw[: max(n - 1, 0)].decode("latin-1", "replace").lower()
+        name = (self.fontname(tp, i) if name is None else name).lower()
         return "bold" in name or "black" in name or "heavy" in name or name.endswith((",b", "-b", "-bd"))
 
 
@@ -243,6 +299,57 @@ def _page_text(tp, raw) -> str:
     buf = (ctypes.c_ushort * (n + 1))()
     m = raw.FPDFText_GetText(tp, 0, n, buf)
     return bytes(buf)[: 2 * max(m - 1, 0)].decode("utf-16-le", "replace")
+
+
+# spacing accents some PDFs set as separate glyphs over a letter (TeX's \H{o}, \"a ...):
+# the combining mark each stands for
+_SPACING_ACCENTS = {
+    "\u02dd": "\u030b", "\u00b4": "\u0301", "`": "\u0300", "\u00a8": "\u0308", "\u02c6": "\u0302",
+    "\u02dc": "\u0303", "\u00b8": "\u0327", "\u02d8": "\u0306", "\u02c7": "\u030c", "\u02da": "\u030a",
+    "\u02d9": "\u0307", "\u00af": "\u0304", "\u02db": "\u0328",
+}
+_ACCENT_RE = re.compile(f"[{''.join(_SPACING_ACCENTS)}]")
+
+
+def _attach_accents(tp, raw, text: str, calls: "_PdfiumCalls") -> str:
+    """Compose each spacing accent set over a letter with that letter ("Erdo" + "˝"
+    above its "o" -> "Erdő"); the accent's place in the text becomes a control
+    char (dropped by normalize_text), so text offsets stay valid. An accent over
+    no letter (a prime after digits) stays."""
+    chars = list(text)
+    n = raw.FPDFText_CountChars(tp)
+    for m in _ACCENT_RE.finditer(text):
+        ci = raw.FPDFText_GetCharIndexFromTextIndex(tp, m.start())
+        if ci < 0:
+            continue
+        ax0, ay0, ax1, ay1 = calls.charbox(tp, ci)
+        xc = (ax0 + ax1) / 2
+        best, best_dy = -1, 1e9
+        for cj in range(max(ci - 150, 0), min(ci + 150, n)):
+            if cj == ci:
+                continue
+            code = raw.FPDFText_GetUnicode(tp, cj)
+            if not (0 < code < 0xD800 and chr(code).isalpha()):
+                continue
+            x0, y0, x1, y1 = calls.charbox(tp, cj)
+            h = y1 - y0
+            # over the letter: centred within it, its bottom near the letter's top
+            # and its top well above it (a prime beside a capital is not)
+            if not (x0 - 0.5 <= xc <= x1 + 0.5) or not (y1 - 0.15 * h <= ay0 <= y1 + 0.6 * h) or ay1 < y1 + 0.2 * h:
+                continue
+            dy = abs(ay0 - y1)
+            if dy < best_dy:
+                best, best_dy = cj, dy
+        if best < 0:
+            continue
+        tj = raw.FPDFText_GetTextIndexFromCharIndex(tp, best)
+        if not 0 <= tj < len(chars):
+            continue
+        composed = unicodedata.normalize("NFC", chars[tj] + _SPACING_ACCENTS[m.group()])
+        if len(composed) == 1:
+            chars[tj] = composed
+            chars[m.start()] = "\x01"  # a control char: normalize_text drops it
+    return "".join(chars)
 
 
 _LINE_SPLIT_RE = re.compile(r"\r\n|\r|\n|(?<=\ufffe)")
@@ -263,6 +370,8 @@ def extract_page_lines(page, tp, number: int, calls: _PdfiumCalls) -> list[Line]
     """Line fragments of one page from PDFium's text layer."""
     raw = calls.raw
     text = _page_text(tp, raw)
+    if _ACCENT_RE.search(text):
+        text = _attach_accents(tp, raw, text, calls)
     width, height = page.get_size()
     pieces = []
     flow_x = flow_y = 0.0  # how far text runs move along x and along y
@@ -309,9 +418,10 @@ def extract_page_lines(page, tp, number: int, calls: _PdfiumCalls) -> list[Line]
             else:
                 groups[-1].append(q)
                 lo, hi = min(lo, q[1]), max(hi, q[3])
-        bold = len(stripped) < 120 and calls.bold(tp, cs) and calls.bold(tp, ce)
+        font = calls.fontname(tp, cs)
+        bold = len(stripped) < 120 and calls.bold(tp, cs, font) and calls.bold(tp, ce)
         if len(groups) == 1:
-            lines.append(_line(stripped, rects, number, bold))
+            lines.append(_line(stripped, rects, number, bold, 0.0 if turn else calls.line_em(tp, cs, ce, h), font))
             continue
         cuts = None if turn else _cut_indices(tp, raw, groups, cs, ce)
         if cuts is None:
@@ -324,7 +434,10 @@ def extract_page_lines(page, tp, number: int, calls: _PdfiumCalls) -> list[Line]
         for g, (s0, s1) in zip(groups, zip(bounds, bounds[1:])):
             t = text[s0:s1].strip()
             if t:
-                lines.append(_line(t, g, number, bold))
+                c0 = raw.FPDFText_GetCharIndexFromTextIndex(tp, s0)
+                c1 = raw.FPDFText_GetCharIndexFromTextIndex(tp, s1 - 1)
+                em = calls.line_em(tp, c0, c1, max(r[3] - r[1] for r in g)) if 0 <= c0 <= c1 else 0.0
+                lines.append(_line(t, g, number, bold, em, calls.fontname(tp, c0) if c0 >= 0 else ""))
     return lines
 
 
@@ -336,12 +449,13 @@ def _turn(r: tuple[float, float, float, float], turn: int, width: float, height:
     return (height - y1, x0, height - y0, x1)
 
 
-def _line(text: str, rects: list[tuple[float, float, float, float]], number: int, bold: bool) -> Line:
+def _line(text: str, rects: list[tuple[float, float, float, float]], number: int, bold: bool,
+          em: float = 0.0, fontname: str = "") -> Line:
     return Line(
         text,
         min(r[0] for r in rects), min(r[1] for r in rects),
         max(r[2] for r in rects), max(r[3] for r in rects),
-        number, bold,
+        number, bold, em=em, fontname=fontname,
     )
 
 
@@ -387,10 +501,14 @@ def _split_by_chars(tp, text: str, a: int, b: int, cs: int, ce: int, h: float, n
     box: list[float] | None = None
     prev: tuple[float, float, float, float] | None = None
 
+    first = last = -1  # char indices of the fragment's first and last inked chars
+
     def emit() -> None:
         t = "".join(chars).strip()
         if box is not None and t:
-            out.append(Line(t, box[0], box[1], box[2], box[3], number, bold))
+            em = calls.line_em(tp, first, last, box[3] - box[1])
+            out.append(Line(t, box[0], box[1], box[2], box[3], number, bold, em=em,
+                            fontname=calls.fontname(tp, first)))
 
     for i in range(cs, ce + 1):
         if same_len:
@@ -411,7 +529,9 @@ def _split_by_chars(tp, text: str, a: int, b: int, cs: int, ce: int, h: float, n
             emit()
             chars, box = [], None
         chars.append(ch)
+        last = i
         if box is None:
+            first = i
             box = [bx[0], bx[1], bx[2], bx[3]]
         else:
             box = [min(box[0], bx[0]), min(box[1], bx[1]), max(box[2], bx[2]), max(box[3], bx[3])]
@@ -522,18 +642,35 @@ def _drop_line_numbers(lines: list[Line]) -> list[Line]:
 _LEAD_NUM_RE = re.compile(r"^\d{1,4}\s+")
 
 
+# page furniture that need not repeat to be known: a bare journal URL, a
+# proceedings line with its page range, a short copyright line
+_FURNITURE_RE = re.compile(
+    r"^(?:(?:https?://|www\.)\S+|[\w-]+(?:\.[\w-]+)*\.(?:org|com|net|edu|gov|int|info|io)(?:/[\w./-]*)?"
+    r"|proceedings of .{3,80},\s*pages?\s*\d+\s*[–-]\s*\d+"
+    r"|(?:©|\(c\)|copyright\b).{0,50})$",
+    re.I,
+)
+
+
 def _edge_key(ln: Line) -> str:
     return _DIGITS_RE.sub("#", ln.text.lower()).replace(" ", "")
 
 
-def drop_headers_footers(pages: list[PageText]) -> int:
+def drop_headers_footers(pages: list[PageText], body_size: float | None = None) -> int:
     """Remove running headers/footers (edge lines whose text, digits aside, repeats
-    on other pages) and page numbers; returns how many lines were dropped."""
+    on other pages) and page numbers; returns how many lines were dropped. The
+    four lines nearest each edge are candidates, and the next two when in small
+    print (a footer of licence lines over a copyright line)."""
+    small = 0.9 * (body_size or body_font_size(pages))
+
+    def nearest(lines: list[Line]) -> list[Line]:
+        return lines[:4] + [ln for ln in lines[4:6] if ln.font < small]
+
     def edge_lines(p: PageText) -> list[Line]:
         if not p.lines:
             return []
-        top = sorted(p.lines, key=lambda ln: -ln.y1)[:4]
-        bottom = sorted(p.lines, key=lambda ln: ln.y0)[:4]
+        top = nearest(sorted(p.lines, key=lambda ln: -ln.y1))
+        bottom = nearest(sorted(p.lines, key=lambda ln: ln.y0))
         band = 0.1 * p.height
         return [ln for ln in top if ln.y0 > p.height - band - 30] + [ln for ln in bottom if ln.y1 < band + 30]
 
@@ -546,7 +683,7 @@ def drop_headers_footers(pages: list[PageText]) -> int:
     for p in pages:
         bad = {
             id(ln) for ln in edges[p.number]
-            if counts[_edge_key(ln)] >= need or _PAGE_NUM_RE.match(ln.text.strip())
+            if counts[_edge_key(ln)] >= need or _PAGE_NUM_RE.match(ln.text.strip()) or _FURNITURE_RE.match(ln.text)
         }
         if bad:
             dropped += len(bad)
@@ -576,7 +713,28 @@ def find_gutter(lines: list[Line]) -> float | None:
     The gutter is the x near the middle crossed by the fewest lines, with
     column-wide lines wholly on both sides; lines crossing it (titles,
     abstracts, wide captions and tables) may not outnumber the column lines.
+    When none is found, a second look ignores short fragments (a figure's
+    labels set over the gutter).
     """
+    g = _find_gutter(lines, 0.0)
+    if g is None and len(lines) >= 8:
+        x_lo = min(ln.x0 for ln in lines)
+        x_hi = max(ln.x1 for ln in lines)
+        g = _find_gutter(lines, 0.2 * (x_hi - x_lo))
+        if g is not None and not _justified_edges(lines, g):
+            g = None
+    return g
+
+
+def _justified_edges(lines: list[Line], g: float) -> bool:
+    """Do many lines end just left of x = g and many start just right of it (the
+    inner edges of two justified columns)?"""
+    ends = sum(1 for ln in lines if g - 20 <= ln.x1 <= g)
+    starts = sum(1 for ln in lines if g <= ln.x0 <= g + 20)
+    return ends >= 8 and starts >= 8
+
+
+def _find_gutter(lines: list[Line], min_width: float) -> float | None:
     if len(lines) < 8:
         return None
     x_lo = min(ln.x0 for ln in lines)
@@ -588,6 +746,8 @@ def find_gutter(lines: list[Line]) -> float | None:
     n = hi - lo + 1
     diff = [0] * (n + 1)
     for ln in lines:
+        if ln.width < min_width:
+            continue
         a = max(int(ln.x0) + 1, lo)
         b = min(int(ln.x1), hi)
         if a <= b:
@@ -610,9 +770,15 @@ def find_gutter(lines: list[Line]) -> float | None:
             i = j + 1
         else:
             i += 1
-    if best_mid is None or best_len < 4:
+    if best_mid is None or best_len < 3:
         return None
     g = best_mid
+    if best_len < 4:
+        # a narrow gap (a first page's wider licence box reaching into it) is a
+        # gutter only between justified columns: many lines end just left of it
+        # and many start just right of it
+        if not _justified_edges(lines, g):
+            return None
     wide = 0.25 * tw
     left = sum(1 for ln in lines if ln.x1 <= g and ln.width >= wide)
     right = sum(1 for ln in lines if ln.x0 >= g and ln.width >= wide)
@@ -622,10 +788,97 @@ def find_gutter(lines: list[Line]) -> float | None:
     return None
 
 
+def _split_sidebar(lines: list[Line]) -> tuple[list[Line], list[Line]]:
+    """(main text, sidebar): a sidebar is a stack of >= 4 lines set wholly left of
+    the left edge of every wide line (a journal's margin column: licence, dates,
+    editor), at least 10 pt away from it."""
+    if len(lines) < 12:
+        return lines, []
+    x_lo = min(ln.x0 for ln in lines)
+    x_hi = max(ln.x1 for ln in lines)
+    wide = [ln.x0 for ln in lines if ln.width >= 0.4 * (x_hi - x_lo)]
+    if len(wide) < 5:
+        return lines, []
+    body_x0 = min(wide)
+    gap = 10.0
+    side = [ln for ln in lines if ln.x1 < body_x0 - gap]
+    if len(side) < 4 or sum(len(ln.text) for ln in side) > 0.3 * sum(len(ln.text) for ln in lines):
+        return lines, []
+    ids = {id(ln) for ln in side}
+    for ln in side:
+        ln.col = "S"
+    # a bare journal URL or copyright line in the margin is page furniture
+    return [ln for ln in lines if id(ln) not in ids], [ln for ln in side if not _FURNITURE_RE.match(ln.text)]
+
+
+def _join_drop_caps(lines: list[Line]) -> list[Line]:
+    """A drop capital (one big letter beside the first lines of a paragraph) goes
+    back in front of the line it starts: "F" + "unctional differentiation ..."."""
+    caps = [ln for ln in lines if len(ln.text) == 1 and ln.text.isupper() and ln.size > 12]
+    if not caps:
+        return lines
+    out = set()
+    for cap in caps:
+        best = None
+        for ln in lines:
+            if (ln is not cap and ln.text[:1].islower() and 0 <= ln.x0 - cap.x1 < 8
+                    and cap.y0 <= ln.y0 and ln.y1 <= cap.y1 + 2 and ln.font < 0.6 * cap.size
+                    and (best is None or ln.y1 > best.y1)):
+                best = ln
+        if best is not None:
+            best.text = cap.text + best.text
+            best.x0 = cap.x0
+            out.add(id(cap))
+    return [ln for ln in lines if id(ln) not in out]
+
+
+def _side_captions(lines: list[Line]) -> None:
+    """A wide caption (or other text over the gutter) beside a narrowed column,
+    as when a figure spans one column and part of the other: each run of such
+    lines (same left edge, line after line) that has text of one column only
+    beside it, on its other side, reads with the other column."""
+    wide = sorted((ln for ln in lines if ln.col == "F"), key=lambda ln: -ln.y1)
+    if not wide:
+        return
+    runs: list[list[Line]] = []
+    for ln in wide:
+        for run in runs:
+            last = run[-1]
+            if abs(last.x0 - ln.x0) < 4 and -0.5 * ln.size < last.y0 - ln.y1 < 1.5 * ln.size:
+                run.append(ln)
+                break
+        else:
+            runs.append([ln])
+    cols = [ln for ln in lines if ln.col in ("L", "R")]
+    for run in runs:
+        sides = set()
+        for ln in run:
+            for o in cols:
+                if min(ln.y1, o.y1) - max(ln.y0, o.y0) > 0.5 * min(ln.size, o.size):
+                    sides.add("R" if o.x0 >= ln.x1 else "L" if o.x1 <= ln.x0 else "X")
+        if sides == {"R"}:
+            new = "L"
+        elif sides == {"L"}:
+            new = "R"
+        else:
+            continue
+        for ln in run:
+            ln.col = new
+        # the run's short last line ("indicated by the spike symbol.") does not
+        # reach over the gutter but belongs with it
+        last = run[-1]
+        for ln in lines:
+            if (ln.col != new and abs(ln.x0 - last.x0) < 4 and -0.5 * ln.size < last.y0 - ln.y1 < 1.5 * ln.size
+                    and ln.width < last.width):
+                ln.col = new
+                break
+
+
 def order_page(lines: list[Line]) -> list[Line]:
     """Reading order: bands of full-width lines in place; inside a band the left
-    column then the right one. Marks table rows (several fragments on one row of
-    one column)."""
+    column then the right one; a margin sidebar after the page's text. Marks table
+    rows (several fragments on one row of one column)."""
+    lines, side = _split_sidebar(_join_drop_caps(lines))
     g = find_gutter(lines)
     if g is None:
         for ln in lines:
@@ -633,14 +886,17 @@ def order_page(lines: list[Line]) -> list[Line]:
     else:
         for ln in lines:
             ln.col = "L" if ln.x1 <= g + 1 else "R" if ln.x0 >= g - 1 else "F"
+        _side_captions(lines)
     out: list[Line] = []
     left: list[Line] = []
     right: list[Line] = []
+    tw = (max(ln.x1 for ln in lines) - min(ln.x0 for ln in lines)) if lines else 0.0
+    col_w = tw / 2 if g is not None else tw
 
     def flush() -> None:
         for part in (left, right):
             for row in _rows(part):
-                _mark_table(row)
+                _mark_table(row, col_w)
                 out.extend(row)
             part.clear()
 
@@ -651,19 +907,23 @@ def order_page(lines: list[Line]) -> list[Line]:
             if len(row) > 1:  # a row crossing the gutter with cells on both sides: a table
                 for ln in row:
                     ln.col = "F"
-            _mark_table(row)
+            _mark_table(row, tw)
             out.extend(row)
         else:
             for ln in row:
                 (left if ln.col == "L" else right).append(ln)
     flush()
+    out.extend(sorted(side, key=lambda ln: -ln.y1))
     return out
 
 
-def _mark_table(row: list[Line]) -> None:
-    if len(row) >= 2:
+def _mark_table(row: list[Line], width: float = 0.0) -> None:
+    """Several fragments on a row are table cells, unless one of them spans most
+    of the column (a line of prose beside a margin number or a stray mark)."""
+    if len(row) >= 2 and not (width and any(ln.width > 0.6 * width for ln in row)):
         for ln in row:
             ln.table = True
+            ln.cells = len(row)
 
 
 # --- blocks, sections --------------------------------------------------------
@@ -696,6 +956,7 @@ _CAPTION_RE = re.compile(
     r"^(?i:fig(?:ure)?s?\.?|table|plate|text-fig(?:ure)?\.?|supplementary (?:figure|table))\s*"
     r"(?:[A-Z]?\d+[A-Za-z]?|[IVX]+)(?:\s*[.:|—]|\s+[A-Z(])"
 )
+_FIGURE_RE = re.compile(r"^(?i:fig|plate|text-fig)")
 _TERMINAL_RE = re.compile(r"[.?!][\"'”’)\]]{0,3}$")
 
 
@@ -730,6 +991,7 @@ def make_blocks(lines: list[Line], body_size: float) -> list[Block]:
     """Consecutive lines of one column, close together and of one size, form a block."""
     blocks: list[Block] = []
     cur: list[Line] = []
+    tail_added = False
     for ln in lines:
         if cur:
             p = cur[-1]
@@ -739,14 +1001,22 @@ def make_blocks(lines: list[Line], body_size: float) -> list[Block]:
                 and ln.col == p.col
                 and ln.table == p.table
                 and -0.6 * min(ln.size, p.size) < gap < 0.9 * min(ln.size, p.size) + 1
-                and abs(ln.size - p.size) < 1.0
-                and not (_CAPTION_RE.match(ln.text) and ends_sentence(p.text))
+                and abs(ln.font - p.font) < 1.0
+                and not (_CAPTION_RE.match(ln.text) and (ends_sentence(p.text) or p.width < 0.5 * ln.width))
                 and section_of(ln.text) is None
                 and section_of(p.text) is None
                 and not (p.bold and not ln.bold and len(p.text) < 60)
+                and not (len(cur) == 1 and _run_in_heading(p, ln))
             )
             if ln.table and p.table and ln.page == p.page and ln.col == p.col and 0 <= gap < 2.5 * ln.size:
                 same = True  # table rows stay together across wider row spacing
+            if tail_added:
+                same = False
+            tail_added = False
+            if (not same and ln.col != p.col and p.col == "F" and _CAPTION_RE.match(cur[0].text)
+                    and ln.page == p.page and abs(ln.x0 - p.x0) < 4 and 0 <= gap < 0.9 * p.size + 1
+                    and abs(ln.font - p.font) < 0.5 and ln.width < 0.5 * p.width and not ends_sentence(p.text)):
+                same = tail_added = True  # a wide caption's short last line, which fits in one column
             if not same:
                 blocks.append(Block(cur))
                 cur = []
@@ -755,7 +1025,25 @@ def make_blocks(lines: list[Line], body_size: float) -> list[Block]:
         blocks.append(Block(cur))
     for b in blocks:
         _classify(b, body_size)
+    for b, nxt in zip(blocks, blocks[1:]):
+        if b.kind == "body" and len(b.lines) == 1 and _run_in_heading(b.lines[0], nxt.lines[0]):
+            b.kind = "heading"
+            b.section = section_of(b.text)
     return blocks
+
+
+def _run_in_heading(p: Line, ln: Line) -> bool:
+    """Is p a heading line set in its own font (bold or italic without "bold" in
+    the font's name) over the first line of a paragraph? A short line with no
+    end punctuation, in a different font, starting in upper case, followed by a
+    line in upper case that is wider."""
+    head = _HEADING_NUM_RE.sub("", p.text)
+    return (
+        bool(p.fontname) and bool(ln.fontname) and p.fontname != ln.fontname
+        and len(p.text) < 60 and head[:1].isupper() and ln.text[:1].isupper()
+        and not p.text.endswith((".", ",", ";", ":")) and p.width < 0.8 * ln.width
+        and p.page == ln.page and p.col == ln.col and any(c.isalpha() for c in p.text)
+    )
 
 
 def _classify(b: Block, body_size: float) -> None:
@@ -771,7 +1059,7 @@ def _classify(b: Block, body_size: float) -> None:
     if sec is not None and not ends_sentence(text) or (sec is not None and len(text) < 40):
         b.kind, b.section = "heading", sec
         return
-    size = max(ln.size for ln in b.lines)
+    size = max(ln.font for ln in b.lines)
     looks_heading = (
         len(b.lines) <= 2
         and len(text) < 90
@@ -784,11 +1072,22 @@ def _classify(b: Block, body_size: float) -> None:
         b.kind = "heading"
 
 
+_REFS_HINT_RE = re.compile(r"(?i)ref|literat|bibliog|cited")
+
+
 def body_font_size(pages: list[PageText]) -> float:
+    """The type size carrying most text before the reference list (which some
+    journals set smaller, and which can outweigh a short paper's body)."""
     c: Counter[float] = Counter()
+    before: Counter[float] | None = None
     for p in pages:
         for ln in p.lines:
-            c[round(ln.size * 2) / 2] += len(ln.text)
+            if (before is None and len(ln.text) < 40 and _REFS_HINT_RE.search(ln.text)
+                    and section_of(ln.text) == "references"):
+                before = c.copy()
+            c[round(ln.font * 2) / 2] += len(ln.text)
+    if before is not None and sum(before.values()) >= 2000:
+        c = before
     return c.most_common(1)[0][0] if c else 10.0
 
 
@@ -810,6 +1109,9 @@ _HYPH_END_RE = re.compile(r"([^\W\d_]+(?:-[^\W\d_]+)*)-$")
 _FIRST_WORD_RE = re.compile(r"^([^\W\d_]+)")
 
 
+_SUSPENDED = frozenset({"and", "or", "nor", "to", "und"})
+
+
 class Vocabulary:
     """Words of the document, to decide how to rejoin a word hyphenated at a line end."""
 
@@ -818,7 +1120,13 @@ class Vocabulary:
         for t in texts:
             # the first and last word of a line may be hyphenation fragments: skip them
             ws = _WORD_RE.findall(t)
-            for w in ws[1:-1]:
+            inner = ws[1:-1]
+            # ... unless they are whole compounds ("Home-based" opening a line)
+            if ws and "-" in ws[0]:
+                inner.append(ws[0])
+            if len(ws) > 1 and "-" in ws[-1] and not t.endswith("-"):
+                inner.append(ws[-1])
+            for w in inner:
                 w = w.lower()
                 self.words[w] += 1
                 if "-" in w:  # "state-of-the-art" also vouches for "state-of"
@@ -835,6 +1143,8 @@ class Vocabulary:
             return left + right
         head = m.group(1).rsplit("-", 1)[-1]
         tail = r.group(1)
+        if tail.lower() in _SUSPENDED:
+            return left + " " + right  # "first-" + "and second-line": a suspended hyphen
         if tail[0].isupper() or (head.isupper() and len(head) <= 4):
             return left + right  # "Cambrian-" + "Ordovician", "K-" + "Ar", "NE-" + "trending"
         joined = (head + tail).lower()
@@ -870,11 +1180,16 @@ def join_lines(lines: list[Line], vocab: Vocabulary) -> tuple[str, list[tuple[in
 def build_units(pages: list[PageText]) -> list[Unit]:
     """Blocks in reading order -> units; a paragraph cut by a column or page break
     (no sentence end, or the next block starts in lower case) continues, across
-    captions and tables in between."""
+    captions and tables in between. A paragraph left unfinished before a heading
+    that names no section (a table's header row, a figure's label) takes up the
+    first body block after it that starts in lower case."""
     body_size = body_font_size(pages)
     units: list[Unit] = []
     section = "front"
     pending: Unit | None = None
+    dangling: Unit | None = None  # unfinished paragraph closed by such a heading
+    caption: Unit | None = None  # the caption whose explanation may go on below it
+    small = 0.9 * body_size  # footnotes, captions, notes in figures
     in_refs = False
 
     def close() -> None:
@@ -889,6 +1204,9 @@ def build_units(pages: list[PageText]) -> list[Unit]:
                 if b.section:
                     section = b.section
                     in_refs = section == "references"
+                    dangling = None
+                elif pending is not None and not ends_sentence(pending.lines[-1].text):
+                    dangling = pending
                 close()
                 units.append(Unit("heading", section, b.lines))
                 continue
@@ -897,11 +1215,27 @@ def build_units(pages: list[PageText]) -> list[Unit]:
                     for row in _rows(b.lines):
                         units.append(Unit("table", section, row))
                 else:
-                    units.append(Unit("caption", section, b.lines))
+                    caption = Unit("caption", section, b.lines)
+                    units.append(caption)
                 continue
-            # body; small print (footnotes, affiliations, notes in figures) stays
-            # out of the paragraph it may interrupt
-            if max(ln.size for ln in b.lines) < body_size - 1.2 and section not in ("references",):
+            # a figure's explanation in paragraphs under its caption, in the
+            # caption's size or smaller: still the caption (under a table's
+            # caption come its cells)
+            first = b.lines[0]
+            font = max(ln.font for ln in b.lines)
+            if (caption is not None and _FIGURE_RE.match(caption.lines[0].text)
+                    and first.page == caption.lines[-1].page and first.col == caption.lines[-1].col
+                    and font < small and font <= max(ln.font for ln in caption.lines) + 0.3):
+                caption.lines.extend(b.lines)
+                continue
+            caption = None
+            # body; small print (footnotes, affiliations, notes in figures) and
+            # margin sidebars stay out of the paragraph they may interrupt, unless
+            # the paragraph runs on into them (a URL set in a smaller font)
+            below = pending is not None and _right_below(pending.lines[-1], b.lines[0])
+            if not (below and not ends_sentence(pending.lines[-1].text)) and (
+                    b.lines[0].col == "S"
+                    or (font < small and section not in ("references",))):
                 units.append(Unit("body", section, b.lines))
                 continue
             m = _INLINE_ABSTRACT_RE.match(b.lines[0].text)
@@ -912,16 +1246,34 @@ def build_units(pages: list[PageText]) -> list[Unit]:
                 close()
                 units.extend(Unit("reference", section, ls) for ls in _reference_entries(b.lines))
                 continue
+            if pending is None and dangling is not None:
+                if b.lines[0].text[:1].islower() and b.lines[0].page - dangling.lines[-1].page <= 1:
+                    dangling.lines.extend(b.lines)
+                    if ends_sentence(b.lines[-1].text):
+                        dangling = None
+                    continue
+                dangling = None
             if pending is not None:
                 prev = pending.lines[-1].text
                 nxt = b.lines[0].text
-                if not ends_sentence(prev) or nxt[:1].islower():
+                # a sentence left open runs on past a column or page break, or
+                # over a change of font; not into a new paragraph in upper case
+                # after a paragraph gap (the last item of a list)
+                gap_after = (pending.lines[-1].page == b.lines[0].page and pending.lines[-1].col == b.lines[0].col
+                             and not below and nxt[:1].isupper())
+                if (not ends_sentence(prev) and not gap_after) or nxt[:1].islower():
                     pending.lines.extend(b.lines)
                     continue
                 close()
             pending = Unit("body", section, list(b.lines))
     close()
     return units
+
+
+def _right_below(p: Line, ln: Line) -> bool:
+    """Is ln the next line under p in the same column (no paragraph gap)?"""
+    gap = p.y0 - ln.y1
+    return p.page == ln.page and p.col == ln.col and -0.5 * p.font < gap < 0.8 * min(p.font, ln.font)
 
 
 _REF_START_RE = re.compile(r"^(?:\[\d+\]|\d{1,3}\.\s|[A-Z][^\s,.]+(?:[ -][A-Z][^\s,.]+)*,\s*(?:[A-Z]\.|[A-Z][a-z]+\s[A-Z]\.))")
@@ -1007,14 +1359,14 @@ def _set_sentence_starts(doc):
     while i < n:
         t = texts[i]
         end = None
-        if t in (".", "?", "!") or (len(t) > 1 and t.endswith(".") and t[-2].isalpha()):
+        if t in (".", "?", "!") or (len(t) > 1 and t.endswith(".") and (t[-2].isalpha() or t[-2] in "%‰°")):
             end = i
         if end is not None:
             j = end + 1
             while j < n and texts[j] in _CLOSE:
                 j += 1
             if j < n and _starts_sentence(texts, j):
-                if not _abbrev_before(texts, end):
+                if not _abbrev_before(texts, end) or _et_al_ends(texts, end, j):
                     starts[j] = True
             i = j
             continue
@@ -1037,6 +1389,20 @@ def _starts_sentence(texts: list[str], j: int) -> bool:
     return False
 
 
+def _et_al_ends(texts: list[str], end: int, j: int) -> bool:
+    """'... Nicoll et al. The genus ...': "et al." ends the sentence when a capitalised
+    word (not an initial, not "Fig.") follows; "et al. (2006)" and "et al., 2006" go on."""
+    if texts[end] == ".":
+        words = texts[max(end - 2, 0):end]
+    else:
+        words = texts[max(end - 1, 0):end] + [texts[end][:-1]]
+    if [w.lower() for w in words] != ["et", "al"]:
+        return False
+    nxt = texts[j]
+    return (len(nxt) > 1 and nxt[0].isupper() and nxt[1:].islower() and nxt.isalpha()
+            and nxt.lower() not in ABBREVIATIONS and not (j + 1 < len(texts) and texts[j + 1] == "."))
+
+
 def _abbrev_before(texts: list[str], end: int) -> bool:
     t = texts[end]
     if t == ".":
@@ -1050,7 +1416,9 @@ def _abbrev_before(texts: list[str], end: int) -> bool:
     else:
         return False  # ? or !
     w = word.lower()
-    if w in ABBREVIATIONS or w.rstrip(".") in ABBREVIATIONS:
+    # "Gp." and "gps." abbreviate groups; "GPs." (an acronym's plural) ends a sentence
+    acronym = sum(c.isupper() for c in word) >= 2
+    if not acronym and (w in ABBREVIATIONS or w.rstrip(".") in ABBREVIATIONS):
         return True
     if _is_initial(word) or _is_initial(word.rstrip(".")):
         return True
@@ -1074,7 +1442,44 @@ def split_sentences(texts: list[str]) -> list[list[tuple[int, int]]]:
     return out
 
 
-def units_to_sentences(units: list[Unit], doc_id: str, params: MineParams, vocab: Vocabulary) -> list[Sentence]:
+_FUNCTION_WORDS = frozenset(
+    """the of and in to a an is was were are be been by for with on at from as that this which or its
+    their it these those than has have had not but into over between within during after before under
+    can may also both each""".split()
+)
+_TOKEN_RE = re.compile(r"\S+")
+_FUNCTION_WORD_RE = re.compile(r"(?<![^\s(])(?:%s)(?=[\s),;:.]|$)" % "|".join(sorted(_FUNCTION_WORDS)), re.I)
+_NUMERIC_RE = re.compile(r"^[(\[]?[-+±<>~]?\d[\d.,:/%–-]*[)\]%]?[,;]?$")
+
+
+def looks_tabular(text: str, on_table_page: bool = False) -> bool:
+    """A "sentence" without sentence structure: table cells PDFium laid out as
+    prose. Few function words (the, of, and, is ...) and many numbers; on a page
+    that is mostly table rows, few function words suffice."""
+    n = text.count(" ") + 1
+    if n < 12:
+        return False
+    fw = len(_FUNCTION_WORD_RE.findall(text)) / n
+    if fw >= (0.3 if on_table_page else 0.06):
+        return False
+    if on_table_page:
+        return True
+    toks = _TOKEN_RE.findall(text)
+    return sum(bool(_NUMERIC_RE.match(t)) for t in toks) / len(toks) >= 0.3
+
+
+def table_pages(pages: list[PageText]) -> set[int]:
+    """Pages whose text is mostly in table rows of three or more cells."""
+    out = set()
+    for p in pages:
+        chars = sum(len(ln.text) for ln in p.lines)
+        if chars and sum(len(ln.text) for ln in p.lines if ln.cells >= 3) >= 0.4 * chars:
+            out.add(p.number)
+    return out
+
+
+def units_to_sentences(units: list[Unit], doc_id: str, params: MineParams, vocab: Vocabulary,
+                       tabular_pages: set[int] = frozenset()) -> list[Sentence]:
     joined = [join_lines(u.lines, vocab) for u in units]
     texts = [t for t, _ in joined]
     # headings, table rows and references are one "sentence" each
@@ -1093,8 +1498,11 @@ def units_to_sentences(units: list[Unit], doc_id: str, params: MineParams, vocab
             if kind != "heading" and len(s) < params.min_sentence_chars:
                 continue
             page = starts[max(bisect.bisect_right(offsets, a) - 1, 0)][1]
+            k = kind
+            if k == "body" and u.kind == "body" and looks_tabular(s, page in tabular_pages):
+                k = "table"
             for chunk in _cut(s, params.max_sentence_chars):
-                sentences.append(Sentence(doc_id, len(sentences), page, u.section, chunk, kind))
+                sentences.append(Sentence(doc_id, len(sentences), page, u.section, chunk, k))
     return sentences
 
 
@@ -1227,7 +1635,7 @@ def mine_paper(path: str | Path, params: MineParams, deadline: float | None = No
             raise PaperTimeout(f"timeout: over {params.paper_timeout_s:g} s")
         vocab = Vocabulary(ln.text for p in pages for ln in p.lines)
         units = build_units(pages)
-        res.sentences = units_to_sentences(units, res.doc_id, params, vocab)
+        res.sentences = units_to_sentences(units, res.doc_id, params, vocab, table_pages(pages))
         if not res.sentences and not stats["skipped_pages"]:
             raise PaperError("no text found")
         stats.update(
