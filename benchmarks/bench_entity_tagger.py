@@ -218,10 +218,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-train", type=int, default=2500)
+    ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--save", default=None, help="folder to save the trained tagger in")
     ap.add_argument("--load", default=None, help="score a tagger saved with --save instead of training one")
     args = ap.parse_args()
-    res = run(args.epochs, args.threads, args.max_train, save=args.save, load=args.load)
+    res = run(args.epochs, args.threads, args.max_train, lr=args.lr, save=args.save, load=args.load)
     for key, r in res.items():
         print(key, {t: (s["exact"]["precision"], s["exact"]["recall"], s["overlap"]["precision"], s["overlap"]["recall"])
                     for t, s in r["scores"].items()})
