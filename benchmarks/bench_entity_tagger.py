@@ -12,8 +12,8 @@ tagger has never seen their sentences, not even with pattern labels.
 
 Measured on both parts of the dev set (benchmarks/bench_entities_dev.py): the tagger alone,
 and the union with the patterns (every pattern mention, plus each tagger mention that
-overlaps none; so the patterns win on span boundaries where both fire). Tagger spans are
-widened to whole words. Results go to reports/entities_gold.json under ``tagger_dev``,
+overlaps none; so the patterns win on span boundaries where both fire; ``--union-types``
+restricts the types the tagger may add). Tagger spans are widened to whole words. Results go to reports/entities_gold.json under ``tagger_dev``,
 ``tagger_dev_heldout``, ``union_dev``, ``union_dev_heldout`` (other keys kept), with the
 training size, time and the tagger's sentences per second on CPU.
 """
@@ -116,10 +116,11 @@ def decode(text: str, offsets, pred_ids) -> list[Mention]:
     return out
 
 
-def union(patterns: list[Mention], tagger: list[Mention]) -> list[Mention]:
+def union(patterns: list[Mention], tagger: list[Mention], types: tuple[str, ...] = TYPES) -> list[Mention]:
+    """Every pattern mention, plus each tagger mention of ``types`` that overlaps none."""
     kept = list(patterns)
     for t in tagger:
-        if all(t.end <= p.start or p.end <= t.start for p in kept):
+        if t.type in types and all(t.end <= p.start or p.end <= t.start for p in kept):
             kept.append(t)
     return sorted(kept, key=lambda m: m.start)
 
@@ -154,7 +155,8 @@ def train(model, encoded, pad_id: int, epochs: int, lr: float, batch: int, seed:
 
 
 def run(epochs: int = 3, threads: int = 1, max_train: int = 2500, lr: float = 5e-5, batch: int = 16,
-        seed: int = 0, save: str | None = None, load: str | None = None) -> dict:
+        seed: int = 0, save: str | None = None, load: str | None = None,
+        union_types: tuple[str, ...] = TYPES) -> dict:
     """Train (or ``load`` a tagger saved by an earlier run's ``save``), score, write the report."""
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
@@ -195,8 +197,9 @@ def run(epochs: int = 3, threads: int = 1, max_train: int = 2500, lr: float = 5e
         inf_s += time.perf_counter() - t1
         n_inf += len(rows)
         pats, _ = annotate_dev(annotator, rows)
-        merged = [union(p, t) for p, t in zip(pats, tagged)]
-        for name, pred in (("tagger", tagged), ("union", merged)):
+        merged = [union(p, t, union_types) for p, t in zip(pats, tagged)]
+        uname = "union" if tuple(union_types) == TYPES else "union_" + "+".join(union_types)
+        for name, pred in (("tagger", tagged), (uname, merged)):
             results[f"{name}_{part}"] = {
                 "dev_set": str((DEV_SET if part == "dev" else HELDOUT).relative_to(ROOT)),
                 "method": name, "sentences": len(rows), "scores": score_dev(rows, pred),
@@ -219,10 +222,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-train", type=int, default=2500)
     ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--union-types", default=",".join(TYPES),
+                    help="types the tagger may add to the patterns' mentions (key union_<types>_* when not all)")
     ap.add_argument("--save", default=None, help="folder to save the trained tagger in")
     ap.add_argument("--load", default=None, help="score a tagger saved with --save instead of training one")
     args = ap.parse_args()
-    res = run(args.epochs, args.threads, args.max_train, lr=args.lr, save=args.save, load=args.load)
+    res = run(args.epochs, args.threads, args.max_train, lr=args.lr, save=args.save, load=args.load,
+              union_types=tuple(args.union_types.split(",")))
     for key, r in res.items():
         print(key, {t: (s["exact"]["precision"], s["exact"]["recall"], s["overlap"]["precision"], s["overlap"]["recall"])
                     for t, s in r["scores"].items()})
