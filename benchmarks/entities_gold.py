@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -156,7 +157,9 @@ def run(params_path: str = PARAMS_FILE, gold: str = DEFAULT_GOLD, limit: int | N
         "goal_f1": GOAL_F1,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    atomic_write_json(report_path, report)
+    # the report also holds other benchmarks' keys (the entity dev sets): keep what this one does not write
+    previous = json.loads(Path(report_path).read_text()) if Path(report_path).exists() else {}
+    atomic_write_json(report_path, {**{k: v for k, v in previous.items() if k not in report}, **report})
     for lab, sc in full["scores"].items():
         log.info("%s: exact F1 %.3f (P %.3f R %.3f), partial F1 %.3f; without BGS lists exact F1 %.3f",
                  lab, sc["exact"]["f1"], sc["exact"]["precision"], sc["exact"]["recall"], sc["partial"]["f1"],

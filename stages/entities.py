@@ -16,7 +16,10 @@ How a sentence is annotated (``EntityAnnotator.find``):
    already taken is dropped. Nested or crossing mentions never survive;
 6. **document-level propagation** (``propagate``, per paper, after all its
    sentences): names taught by some mentions (the genus of each binomial) become
-   mentions where they stand alone elsewhere in the same paper.
+   mentions where they stand alone elsewhere in the same paper;
+7. **abbreviation normalisation** (``normalise_abbreviations``, per paper, last):
+   "P. atavus" written after "Ptychagnostus atavus" gets ``norm`` = the full name, so
+   later stages can count both as one taxon; the written form stays in ``text``.
 """
 from __future__ import annotations
 
@@ -83,9 +86,10 @@ def _title_ok(text: str) -> bool:
 class EntityAnnotator:
     """Compiled entity patterns of one domain; ``find(text)`` -> mentions."""
 
-    def __init__(self, spec: EntitySpec, regex_timeout_s: float = 1.0):
+    def __init__(self, spec: EntitySpec, regex_timeout_s: float = 1.0, normalise: bool = True):
         self.spec = spec
         self.timeout = regex_timeout_s
+        self.normalise = normalise  # abbreviated binomials get the full name seen earlier (``norm``)
         self.disabled: set[str] = set()
         self.stats = AnnotatorStats()
         self._automaton = self._build_automaton()
@@ -218,6 +222,9 @@ class EntityAnnotator:
         if self.spec.propagation:
             for doc_sents in live.values():
                 self.propagate(doc_sents)
+        if self.normalise:
+            for doc_sents in live.values():
+                normalise_abbreviations(doc_sents)
         for a in out:
             for m in a.mentions:
                 st.mentions[m.type] += 1
@@ -265,6 +272,38 @@ class EntityAnnotator:
                         added += 1
                 a.mentions.sort(key=lambda m: m.start)
         return added
+
+# "Ptychagnostus atavus", "Megistaspis (Paramegistaspis) armata", "Elrathia cf. kingii"
+_FULL_NAME = _re.compile(r"(?P<genus>[A-Z][a-z]{2,})(?: \((?P<sub>[A-Z][a-z]+)\))? (?:(?:cf|aff)\. ?)?(?P<epithet>[a-z]{3,})")
+# "P. atavus", "P.atavus", "M. (P.) planilimbata", "M. (P.) aff. estonica"
+_ABBREVIATED = _re.compile(r"(?P<initial>[A-Z])\. ?(?:\((?P<sub>[A-Z])(?:[a-z]+|\.)\) )?(?P<qual>(?:cf|aff)\. ?)?(?P<epithet>[a-z]{3,})")
+
+
+def normalise_abbreviations(paper: list[AnnotatedSentence]) -> int:
+    """Give each abbreviated binomial ("P. atavus") the full name it stands for, taken from
+    the latest mention of the same type earlier in the paper whose genus starts with that
+    letter and whose epithet is the same ("Ptychagnostus atavus"). The written form stays in
+    ``text``; ``norm`` gets the full name (with the abbreviation's "cf." or "aff."). An
+    abbreviation with no such earlier name keeps ``norm`` None. Sentences are taken in order;
+    returns the number of mentions normalised (in place)."""
+    seen: dict[tuple[str, str, str], str] = {}  # (type, initial, epithet) -> genus with subgenus
+    done = 0
+    for a in paper:
+        for m in sorted(a.mentions, key=lambda m: m.start):
+            ab = _ABBREVIATED.fullmatch(m.text)
+            if ab:
+                full = seen.get((m.type, ab["initial"], ab["epithet"]))
+                if full and (not ab["sub"] or f"({ab['sub']}" in full):
+                    qual = ab["qual"].rstrip(". ") + ". " if ab["qual"] else ""
+                    m.norm = f"{full} {qual}{ab['epithet']}"
+                    done += 1
+                continue
+            fm = _FULL_NAME.fullmatch(m.text)
+            if fm:
+                genus = fm["genus"] + (f" ({fm['sub']})" if fm["sub"] else "")
+                seen[(m.type, fm["genus"][0], fm["epithet"])] = genus
+    return done
+
 
 def resolve_overlaps(cands: list[Candidate]) -> list[Candidate]:
     """Longest first, then higher priority, then leftmost, then file order; drop overlaps."""

@@ -8,7 +8,9 @@ Sentence  (mine -> data/mined/<doc_id>.jsonl)
 
 Mention   (entities -> data/entities/<doc_id>.jsonl, nested in AnnotatedSentence)
     start, end (character offsets into the sentence text, end exclusive), text,
-    type (an entity type of the schema), source (pattern id or "gazetteer:<name>").
+    type (an entity type of the schema), source (pattern id or "gazetteer:<name>"),
+    norm (optional: the name the mention stands for when the text abbreviates it, e.g.
+    "Ptychagnostus atavus" for "P. atavus" written after it in the same paper; else None).
 
 AnnotatedSentence
     a Sentence plus ``mentions``: list[Mention].
@@ -55,6 +57,7 @@ class Mention:
     text: str
     type: str
     source: str
+    norm: str | None = None
 
 
 @dataclass

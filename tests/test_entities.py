@@ -210,3 +210,138 @@ def test_false_binomials_are_not_taxa(annotator):
     for text in ("Previous studies have focused on trilobites.", "The Wheeler Formation includes shale.",
                  "Protowenella specimens are small."):
         assert not any(t.count(" ") == 1 and ty == "TAXON" for t, ty in _found(annotator, text)), text
+
+
+# --- beyond the word lists (#18): each rule on real sentences of the sample papers --------------
+# The sentences come from the sample PDFs (pdf_sentences) or the BGS gold set; the dev set's own
+# sentences are left to tests/test_entities_dev.py.
+
+
+@pytest.fixture(scope="module")
+def papers(sample_papers):
+    cache: dict[str, list[Sentence]] = {}
+
+    def get(stem: str) -> list[Sentence]:
+        if stem not in cache:
+            cache[stem] = _paper_sentences(sample_papers, stem)
+        return cache[stem]
+    return get
+
+
+def _in(annotator, sents, needle: str) -> set[tuple[str, str]]:
+    return _found(annotator, _sentence_with(sents, needle).text)
+
+
+def test_open_nomenclature_uncertain_genus_lettered_species_and_higher_taxon(annotator, papers):
+    assert ("Scenella? sp.", "TAXON") in _in(annotator, papers("claybourn2019"), "Scenella? sp.")
+    assert ("Laufeldochitina sp.", "TAXON") in _in(annotator, papers("bergstrom2000"), "Laufeldochitina sp.")
+    # the "Genus? sp. A" and "Obolinae gen." (a subfamily left open), an abbreviated subgenus
+    found = _found(annotator, "Obolinae gen. et sp. indet. occurs with M. (P.) aff. estonica and Lingulella? sp. A.")
+    assert {("Obolinae gen. et sp. indet.", "TAXON"), ("M. (P.) aff. estonica", "TAXON"),
+            ("Lingulella? sp. A", "TAXON")} <= found
+
+
+def test_binomials_beyond_the_latin_ending_whitelist(annotator, papers):
+    assert ("Lejopyge laevigata", "TAXON") in _in(annotator, papers("peng2009"), "Lejopyge laevigata")
+    # the examples: genus in -er, epithet in -ense
+    found = _found(annotator, "Tropifer laevis and Cerithium bermotiense are recorded.")
+    assert {("Tropifer laevis", "TAXON"), ("Cerithium bermotiense", "TAXON")} <= found
+
+
+def test_periods_and_lithologies_are_not_binomials(annotator, gold_dir):
+    sents = read_conll_io(gold_dir / "bgs_geo_ner" / "bgs.3class.geo-training-data.txt")
+    text = next(" ".join(t) for t, _ in sents if "Carboniferous times" in " ".join(t))
+    found = _found(annotator, text)
+    assert ("Carboniferous", "CHRONO") in found and not any(ty == "TAXON" for _, ty in found)
+    assert not any(ty == "TAXON" for _, ty in _found(annotator, "The Boda limestones are reef mounds."))
+
+
+def test_higher_taxa_by_formal_ending_and_by_name(annotator, papers):
+    assert ("Helcionellidae", "TAXON") in _in(annotator, papers("claybourn2019"), "Helcionellidae")
+    assert ("Tardigrada", "TAXON") in _in(annotator, papers("wu2023"), "Tardigrada")
+    assert ("Linnarssoniinae", "TAXON") in _in(annotator, papers("babcock2007"), "Linnarssoniinae")
+
+
+def test_group_name_in_the_singular_only_as_a_noun(annotator, papers):
+    found = _in(annotator, papers("bergstrom2004"), "distinctive graptolite")
+    assert ("graptolite", "TAXON") in found and ("Tetragraptus approximatus", "TAXON") in found
+    # adjectival uses stay unmarked, also in a list
+    found = _in(annotator, papers("bergstrom2004"), "graptolite, conodont, and trilobite")
+    assert not any(t in ("graptolite", "conodont", "trilobite") for t, _ in found)
+
+
+def test_usa_with_its_final_full_stop_and_institutions_are_not_places(annotator, papers):
+    found = _in(annotator, papers("cooper2001"), "Green Point section, Newfoundland")
+    assert {("Green Point", "LOC"), ("Newfoundland", "LOC"), ("Canada", "LOC")} <= found
+    assert ("Canada", "LOC") not in _found(annotator, "Specimens are deposited with the Geological Survey of Canada.")
+    found = _in(annotator, papers("cohen2013"), "Long Beach, U.S.A.")
+    assert ("U.S.A.", "LOC") in found and ("California", "LOC") not in found  # California State University
+
+
+def test_feature_words_plate_belt_shield(annotator, papers):
+    assert ("Jiangnan Slope Belt", "LOC") in _in(annotator, papers("peng2009"), "Jiangnan Slope Belt")
+    assert ("Baltic Shield", "LOC") in _in(annotator, papers("bergstrom2004"), "Baltic Shield")
+
+
+def test_place_before_a_locality_word_is_taught_to_its_paper(annotator, papers):
+    out = annotator.annotate(papers("peng2012"), skip_sections=["references"])
+    taught = [m for a in out for m in a.mentions if m.source == "loc.place_in_paper"]
+    assert "Duibian" in {m.text for m in taught}
+    # the locality word stays outside the mention
+    named = {m.text for a in out for m in a.mentions if m.source == "loc.named_locality"}
+    assert "Duibian" in named and not any(t.endswith(" section") for t in named)
+
+
+def test_direction_words_stay_outside_places(annotator, papers):
+    found = _in(annotator, papers("bergstrom2000"), "southernmost Sweden")
+    assert ("Sweden", "LOC") in found and not any(t.startswith("southernmost") for t, _ in found)
+
+
+def test_regional_and_ordinal_stages(annotator, papers):
+    assert ("Marjuman Stage", "CHRONO") in _in(annotator, papers("babcock2007"), "Marjuman Stage")
+    assert ("Kukrusean Stage", "CHRONO") in _in(annotator, papers("bergstrom2000"), "Kukrusean Stage")
+    assert ("Second Stage", "CHRONO") in _in(annotator, papers("bergstrom2004"), "Second Stage")
+    assert ("K/Pg", "CHRONO") in _in(annotator, papers("knope2015"), "K/Pg")
+
+
+def test_a_range_of_stages_is_two_mentions(annotator, papers):
+    found = _in(annotator, papers("claybourn2019"), "Tommotian Stages")
+    assert {("Nemakit-Daldynian", "CHRONO"), ("Tommotian Stages", "CHRONO")} <= found
+    found = _found(annotator, "Fusulinids range through the Kungurian–Roadian interval.")
+    assert {("Kungurian", "CHRONO"), ("Roadian", "CHRONO")} <= found
+
+
+def test_stage_word_and_section_number_stay_out_of_rock_units(annotator, papers):
+    found = _in(annotator, papers("claybourn2019"), "Gowers Formation")
+    assert ("Gowers Formation", "STRAT") in found and not any(t.startswith("Drumian ") for t, _ in found)
+    found = _in(annotator, papers("claybourn2019"), "Parara Limestone")
+    assert ("Parara Limestone", "STRAT") in found and not any(t[0].isdigit() for t, ty in found if ty == "STRAT")
+    # the examples
+    found = _found(annotator, "5.1 Fife Ness Formation overlies the Maastrichtian Jaquel Formation.")
+    assert {("Fife Ness Formation", "STRAT"), ("Jaquel Formation", "STRAT"), ("Maastrichtian", "CHRONO")} <= found
+
+
+def test_rock_units_listed_before_a_lower_case_rank_and_marine_bands(annotator, gold_dir):
+    sents = read_conll_io(gold_dir / "bgs_geo_ner" / "bgs.3class.geo-training-data.txt")
+
+    def bgs(needle: str) -> set[tuple[str, str]]:
+        return _found(annotator, next(" ".join(t) for t, _ in sents if needle in " ".join(t)))
+    assert {("Priesthill", "STRAT"), ("Waterhead", "STRAT"), ("Dungavel", "STRAT")} <= bgs("Dungavel groups")
+    assert {("Dippal Burn", "STRAT"), ("Slot Burn", "STRAT")} <= bgs("Dippal Burn and Slot Burn formations")
+    assert {("No 2 Marine Band", "STRAT"), ("5 Marine Band", "STRAT")} <= bgs("No 2 Marine Band")
+
+
+def test_abbreviated_binomial_gets_the_full_name_seen_earlier_in_the_paper(annotator, papers):
+    out = annotator.annotate(papers("babcock2007"), skip_sections=["references"])
+    first = next(i for i, a in enumerate(out) if any(m.text == "Ptychagnostus atavus" for m in a.mentions))
+    later = [m for a in out[first:] for m in a.mentions if m.text == "P. atavus"]
+    assert later and all(m.norm == "Ptychagnostus atavus" for m in later)
+    assert all(m.norm is None for a in out for m in a.mentions if m.text == "Ptychagnostus atavus")
+    # before the full name, in another paper, or with another epithet: no norm
+    sents = [Sentence("x", 0, 1, "body", "The base of the P. atavus Zone is sharp."),
+             Sentence("x", 1, 1, "body", "Ptychagnostus atavus and P. gibbus co-occur; P. atavus is common."),
+             Sentence("y", 0, 1, "body", "P. atavus is rare here.")]
+    res = annotator.annotate(sents)
+    norms = [(m.text, m.norm) for a in res for m in a.mentions if m.text.startswith("P.")]
+    assert norms == [("P. atavus", None), ("P. gibbus", None), ("P. atavus", "Ptychagnostus atavus"),
+                     ("P. atavus", None)]

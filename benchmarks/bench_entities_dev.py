@@ -1,0 +1,164 @@
+"""Score the entity patterns on the hand-marked entity dev set (tests/data/entities_dev*.jsonl).
+
+    python -m benchmarks.bench_entities_dev [--patterns data/patterns/entities.yaml] [--key entities_dev]
+
+The BGS gold set (flows/entities_gold.py) checks STRAT and CHRONO on British survey prose,
+the vocabulary the BGS gazetteers were built from. The dev set is the other check: sentences
+of four sample palaeontology papers with every TAXON, STRAT, CHRONO and LOC mention marked
+by hand (tests/data/entities_dev.README.md), so it measures the two types BGS lacks and the
+recall on names no list holds.
+
+Each sentence is annotated the way the `entities` stage does it: when data/mined holds the
+sentence's paper with the same text, the whole paper is annotated (so the per-paper
+propagation pass sees the paper, not one sentence) and the dev sentences are picked out;
+otherwise the sentence alone is annotated (``context`` in the output says which, per paper).
+Sections listed in ``entities.skip_sections`` are not skipped: every dev sentence counts.
+
+Per type: precision, recall and F1 with exact spans (same start, end and type) and with
+overlap (a prediction counts when it overlaps a gold mention of its type, a gold mention
+counts when a prediction of its type overlaps it). Two parts are scored apart: the dev set
+(152 sentences, whose baseline errors were seen while the patterns were improved) under the
+key (default ``entities_dev``), and its held-out part (52 sentences of four other papers,
+marked after the patterns were written) under ``<key>_heldout``, in
+reports/entities_gold.json; the file's other keys (the BGS figures) are kept. ``--key`` lets
+a variant (another pattern file, a tagger) be recorded beside them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.entities_gold import score_spans  # noqa: E402
+from stages.entities import EntityAnnotator  # noqa: E402
+from stages.errors import InputError  # noqa: E402
+from stages.patterns import load_entity_spec  # noqa: E402
+from stages.records import Mention, Sentence, atomic_write_json, read_records  # noqa: E402
+
+DEV_SET = ROOT / "tests" / "data" / "entities_dev.jsonl"
+HELDOUT = ROOT / "tests" / "data" / "entities_dev_heldout.jsonl"
+REPORT = ROOT / "reports" / "entities_gold.json"
+TYPES = ("TAXON", "STRAT", "CHRONO", "LOC")
+GOALS = {"recall_overlap": {"TAXON": 0.70, "LOC": 0.70, "CHRONO": 0.85, "STRAT": 0.85}, "precision": 0.85}
+
+
+def read_dev_set(path: str | Path = DEV_SET) -> list[dict]:
+    """The dev set's records (doc_id, sent_id, text, mentions), each span checked against its text."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: entity dev set not found; fix: check out tests/data/ from the repository")
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            for m in r["mentions"]:
+                if r["text"][m["start"]:m["end"]] != m["text"]:
+                    raise InputError(f"{path}:{lineno}: mention {m['text']!r} does not match the text at "
+                                     f"{m['start']}:{m['end']}; fix: correct its offsets")
+            rows.append(r)
+    return rows
+
+
+def annotate_dev(annotator: EntityAnnotator, rows: list[dict], mined_dir: str | Path | None = ROOT / "data" / "mined"
+                 ) -> tuple[list[list[Mention]], dict[str, str]]:
+    """Predicted mentions per dev row, and per paper the context used ("paper" or "sentence")."""
+    preds: dict[tuple[str, int], list[Mention]] = {}
+    context: dict[str, str] = {}
+    for doc in sorted({r["doc_id"] for r in rows}):
+        want = {r["sent_id"]: r["text"] for r in rows if r["doc_id"] == doc}
+        mined = Path(mined_dir) / f"{doc}.jsonl" if mined_dir is not None else None
+        sents = read_records(mined, Sentence) if mined is not None and mined.exists() else []
+        by_id = {s.sent_id: s for s in sents}
+        if sents and all(i in by_id and by_id[i].text == t for i, t in want.items()):
+            for a in annotator.annotate(sents):
+                if a.sent_id in want:
+                    preds[(doc, a.sent_id)] = a.mentions
+            context[doc] = "paper"
+        else:
+            for i, t in want.items():
+                preds[(doc, i)] = annotator.find(t)
+            context[doc] = "sentence"
+    return [preds[(r["doc_id"], r["sent_id"])] for r in rows], context
+
+
+def score_dev(rows: list[dict], predicted: list[list[Mention]], types=TYPES) -> dict:
+    """Per type: gold and predicted counts, exact and overlap precision/recall/F1 on character spans."""
+    pairs = [([(m["start"], m["end"], m["type"]) for m in r["mentions"]],
+              [(m.start, m.end, m.type) for m in pred])
+             for r, pred in zip(rows, predicted)]
+    scores = score_spans(pairs, types)
+    for sc in scores.values():
+        sc["overlap"] = sc.pop("partial")
+    return scores
+
+
+def errors(rows: list[dict], predicted: list[list[Mention]], limit: int = 40) -> list[dict]:
+    out = []
+    for r, pred in zip(rows, predicted):
+        gold = {(m["start"], m["end"], m["type"]) for m in r["mentions"]}
+        got = {(m.start, m.end, m.type) for m in pred}
+        if gold != got:
+            t = r["text"]
+            out.append({"doc_id": r["doc_id"], "sent_id": r["sent_id"],
+                        "missed": [f"{t[a:b]} [{ty}]" for a, b, ty in sorted(gold - got)],
+                        "spurious": [f"{t[a:b]} [{ty}]" for a, b, ty in sorted(got - gold)]})
+    return out[:limit]
+
+
+def score_part(annotator: EntityAnnotator, dev_set: Path, mined_dir: str | Path | None, label: str) -> dict:
+    rows = read_dev_set(dev_set)
+    t0 = time.perf_counter()
+    predicted, context = annotate_dev(annotator, rows, mined_dir)
+    return {
+        "dev_set": str(dev_set.relative_to(ROOT)) if dev_set.is_relative_to(ROOT) else str(dev_set),
+        "patterns": label,
+        "sentences": len(rows),
+        "context": context,
+        "scores": score_dev(rows, predicted),
+        "goals": GOALS,
+        "examples_of_errors": errors(rows, predicted),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def run(patterns: str | Path = ROOT / "data" / "patterns" / "entities.yaml", key: str = "entities_dev",
+        report: str | Path = REPORT, mined_dir: str | Path | None = ROOT / "data" / "mined",
+        label: str | None = None, parts: dict[str, Path] | None = None) -> dict:
+    """Score each part (default: the dev set under ``key``, the held-out part under
+    ``key_heldout``), write them into ``report`` and return {key: result}."""
+    parts = parts if parts is not None else {key: DEV_SET, f"{key}_heldout": HELDOUT}
+    path = Path(patterns).resolve()
+    label = label or (str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(patterns))
+    annotator = EntityAnnotator(load_entity_spec(patterns, base_dir=ROOT))
+    results = {k: score_part(annotator, Path(v), mined_dir, label) for k, v in parts.items()}
+    report = Path(report)
+    existing = json.loads(report.read_text(encoding="utf-8")) if report.exists() else {}
+    existing.update(results)
+    atomic_write_json(report, existing)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--patterns", default=str(ROOT / "data" / "patterns" / "entities.yaml"))
+    ap.add_argument("--key", default="entities_dev", help="key of reports/entities_gold.json to write")
+    ap.add_argument("--label", default=None, help="how to name the pattern file in the report (default: its path)")
+    args = ap.parse_args()
+    for key, res in run(args.patterns, args.key, label=args.label).items():
+        print(f"{key} ({res['sentences']} sentences)")
+        for ty, sc in res["scores"].items():
+            print(f"  {ty:7s} gold {sc['gold']:3d} pred {sc['predicted']:3d}  exact P {sc['exact']['precision']:.2f} "
+                  f"R {sc['exact']['recall']:.2f}  overlap P {sc['overlap']['precision']:.2f} "
+                  f"R {sc['overlap']['recall']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
