@@ -144,8 +144,12 @@ def paper_candidates(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: E
         sentences, p.skip_sections)
     labeller = RelationLabeller(_relation_spec(p.relation_patterns, p.entity_patterns), p.regex_timeout_s)
     candidates = [ex for s in annotated for ex in labeller.label_sentence(s)]
+    norm_of = {(s.sent_id, m.start, m.end): m.norm for s in annotated for m in s.mentions if m.norm}
+    norms = [(norm_of.get((e.sent_id, e.subj.start, e.subj.end)), norm_of.get((e.sent_id, e.obj.start, e.obj.end)))
+             for e in candidates]
     return {"doc_id": doc_id, "file": pdf, "error": None, "mine_cached": cached, "sentences": len(sentences),
             "mentions": sum(len(a.mentions) for a in annotated), "candidates": [to_dict(e) for e in candidates],
+            "norms": norms,
             "mine_seconds": round(t1 - t0, 3), "annotate_seconds": round(time.perf_counter() - t1, 3)}
 
 
@@ -174,7 +178,7 @@ def _classify_paper(i: int, n: int, res: dict[str, Any], model, cal, allowed, p:
     t0 = time.perf_counter()
     relations, conf = classify(model, examples, cal, allowed, p.min_confidence, p.batch_size)
     classify_s = time.perf_counter() - t0
-    paper_rows = classified_rows(examples, relations, conf)
+    paper_rows = classified_rows(examples, relations, conf, norms=[tuple(n) for n in res["norms"]])
     rows += paper_rows
     per_paper.append({"doc_id": res["doc_id"], "sentences": res["sentences"], "mentions": res["mentions"],
                       "candidates": len(examples), "relations": len(paper_rows), "mine_cached": res["mine_cached"],

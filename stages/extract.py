@@ -34,7 +34,7 @@ from .params import INFER_BATCH_SIZE
 from .records import NO_RELATION, Example, atomic_write_text
 
 COLUMNS = ("subject", "subject_type", "relation", "object", "object_type", "confidence", "paper", "page",
-           "section", "sentence", "pattern_agreed", "count", "pages")
+           "section", "sentence", "pattern_agreed", "count", "pages", "subject_norm", "object_norm")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 _SPACE = re.compile(r"\s+")
 
@@ -54,6 +54,8 @@ class RelationRow:
     pattern_agreed: bool
     count: int = 1
     pages: list[int] = field(default_factory=list)
+    subject_norm: str = ""  # the full name an abbreviated subject stands for ("P. atavus" -> "Ptychagnostus atavus")
+    object_norm: str = ""
 
 
 def norm_name(text: str) -> str:
@@ -62,36 +64,43 @@ def norm_name(text: str) -> str:
 
 
 def classified_rows(examples: Sequence[Example], relations: Sequence[str], confidences: Sequence[float],
-                    pattern_labels: Sequence[str] | None = None) -> list[RelationRow]:
+                    pattern_labels: Sequence[str] | None = None,
+                    norms: Sequence[tuple[str | None, str | None]] | None = None) -> list[RelationRow]:
     """One row per positive decision, in input order. ``pattern_labels`` defaults to each
-    example's label (what the templates said when the candidate was formed)."""
+    example's label (what the templates said when the candidate was formed); ``norms`` gives
+    each pair's (subject, object) normalised names where the entities stage found one."""
     if not (len(examples) == len(relations) == len(confidences)):
         raise ValueError("examples, relations and confidences must have the same length")
     pattern_labels = pattern_labels if pattern_labels is not None else [e.label for e in examples]
+    norms = norms if norms is not None else [(None, None)] * len(examples)
     rows = []
-    for ex, rel, conf, pat in zip(examples, relations, confidences, pattern_labels):
+    for ex, rel, conf, pat, (sn, on) in zip(examples, relations, confidences, pattern_labels, norms):
         if rel == NO_RELATION:
             continue
         rows.append(RelationRow(
             subject=ex.subj.text, subject_type=ex.subj.type, relation=rel, object=ex.obj.text,
             object_type=ex.obj.type, confidence=round(float(conf), 4), paper=ex.doc_id, page=ex.page,
             section=ex.section, sentence=ex.text, pattern_agreed=(pat == rel), count=1, pages=[ex.page],
+            subject_norm=sn or "", object_norm=on or "",
         ))
     return rows
 
 
 def dedupe(rows: Iterable[RelationRow]) -> list[RelationRow]:
-    """Merge rows stating the same (subject, relation, object) in the same paper."""
+    """Merge rows stating the same (subject, relation, object) in the same paper; an abbreviated
+    name counts as the full name it stands for (``subject_norm`` / ``object_norm``)."""
     groups: dict[tuple, list[RelationRow]] = {}
     for r in rows:
-        key = (r.paper, norm_name(r.subject), r.subject_type, r.relation, norm_name(r.object), r.object_type)
+        key = (r.paper, norm_name(r.subject_norm or r.subject), r.subject_type, r.relation,
+               norm_name(r.object_norm or r.object), r.object_type)
         groups.setdefault(key, []).append(r)
     out = []
     for members in groups.values():
         best = max(members, key=lambda r: r.confidence)  # max() keeps the first among ties
         pages = sorted({p for r in members for p in (r.pages or [r.page])})
+        full = {k: next((getattr(r, k) for r in members if getattr(r, k)), "") for k in ("subject_norm", "object_norm")}
         out.append(RelationRow(**{**asdict(best), "count": sum(r.count for r in members), "pages": pages,
-                                  "pattern_agreed": any(r.pattern_agreed for r in members)}))
+                                  "pattern_agreed": any(r.pattern_agreed for r in members), **full}))
     # papers in input order, then most confident first
     paper_order = {p: i for i, p in enumerate(dict.fromkeys(r.paper for r in out))}
     out.sort(key=lambda r: (paper_order[r.paper], -r.confidence, r.subject, r.relation, r.object))
@@ -155,7 +164,8 @@ def read_rows(path: str | Path) -> list[RelationRow]:
                 object_type=d["object_type"], confidence=float(d["confidence"]), paper=d["paper"],
                 page=int(d["page"]), section=d["section"], sentence=d["sentence"],
                 pattern_agreed=d["pattern_agreed"] == "true", count=int(d["count"]),
-                pages=[int(p) for p in d["pages"].split(";") if p]))
+                pages=[int(p) for p in d["pages"].split(";") if p], subject_norm=d.get("subject_norm", ""),
+                object_norm=d.get("object_norm", "")))
     else:
         for line in text.splitlines():
             if line.strip():

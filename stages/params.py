@@ -64,7 +64,8 @@ class DomainParams:
 def check_domain(domain: DomainParams, path: Path) -> None:
     """A domain folder copied from another keeps the other's ``domain.params``: dvc.yaml would
     then run this domain's stages with the other domain's params. Warn when it names another file."""
-    if Path(domain.params).resolve() != path.resolve():
+    named, here = Path(domain.params).resolve(), path.resolve()
+    if named != here and named.exists() and Path.cwd().resolve() in here.parents:
         logging.getLogger("relmine.params").warning(
             "%s: domain.params is %r, which is not this file; dvc.yaml passes domain.params to every stage; fix: "
             "set domain.params to this file's path from the project root", path, domain.params)

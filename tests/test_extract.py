@@ -151,7 +151,9 @@ def workspace(tmp_path_factory, sample_papers, prefect_server):
                     lora_alpha=8, lora_target_modules=["query", "value"], warmup_ratio=0.0, patience=5,
                     max_length=96, device="cpu", log_every=50)
     train_model(p, cands, cands)
-    return {"tmp": tmp, "params": params_path, "pdf": pdf, "candidates": cands, "model": model_dir}
+    return {"tmp": tmp, "params": params_path, "pdf": pdf, "candidates": cands, "model": model_dir,
+            "names": [(norm_name(sn or e.subj.text), norm_name(on or e.obj.text))
+                      for e, (sn, on) in zip(cands, res["norms"])]}
 
 
 def test_calibrate_flow_writes_calibration_and_report(workspace):
@@ -171,15 +173,16 @@ def test_calibrate_flow_writes_calibration_and_report(workspace):
     assert report["thresholds"] == cal.thresholds
 
 
-def _expected_keys(cands: list[Example], model_labels: list[str]) -> Counter:
+def _expected_keys(cands: list[Example], names: list[tuple[str, str]], model_labels: list[str]) -> Counter:
     """With min confidence 0 every candidate whose types allow a relation the model knows
-    becomes that relation (one relation per type pair in this schema)."""
+    becomes that relation (one relation per type pair in this schema); ``names``: each pair's
+    (subject, object) key names, the full name where the text abbreviates it."""
     rel_of = {tuple(p): rel for rel, pairs in ALLOWED.items() for p in pairs}
     keys: Counter = Counter()
-    for e in cands:
+    for e, (sn, on) in zip(cands, names):
         rel = rel_of.get((e.subj.type, e.obj.type))
         if rel in model_labels:
-            keys[(norm_name(e.subj.text), e.subj.type, rel, norm_name(e.obj.text), e.obj.type)] += 1
+            keys[(sn, e.subj.type, rel, on, e.obj.type)] += 1
     return keys
 
 
@@ -198,22 +201,22 @@ def test_extract_flow_rows_are_well_formed_constrained_and_deduplicated(workspac
     rows = read_rows(out)
     cands = workspace["candidates"]
     assert summary["candidates"] == len(cands)
-    expected = _expected_keys(cands, read_meta(workspace["model"]).labels)
-    got = {(norm_name(r.subject), r.subject_type, r.relation, norm_name(r.object), r.object_type): r for r in rows}
+    names = workspace["names"]
+    expected = _expected_keys(cands, names, read_meta(workspace["model"]).labels)
+    got = {(norm_name(r.subject_norm or r.subject), r.subject_type, r.relation, norm_name(r.object_norm or r.object),
+            r.object_type): r for r in rows}
     assert len(got) == len(rows)  # no duplicate rows
     assert set(got) == set(expected)
     pages_of: dict[tuple, set[int]] = {}
-    for e in cands:
-        k = (norm_name(e.subj.text), e.subj.type, norm_name(e.obj.text), e.obj.type)
-        pages_of.setdefault(k, set()).add(e.page)
+    for e, (sn, on) in zip(cands, names):
+        pages_of.setdefault((sn, e.subj.type, on, e.obj.type), set()).add(e.page)
     for key, r in got.items():
         assert r.count == expected[key]
         assert r.pages == sorted(pages_of[(key[0], key[1], key[3], key[4])]) and r.page in r.pages
         assert [r.subject_type, r.object_type] in ALLOWED[r.relation]  # type constraint
         assert r.paper == Path(PAPER).stem and r.subject in r.sentence and r.object in r.sentence
         assert 0 < r.confidence <= 1 and r.section
-        agreed = any(e.label == r.relation for e in cands
-                     if (norm_name(e.subj.text), norm_name(e.obj.text)) == (key[0], key[3]))
+        agreed = any(e.label == r.relation for e, n in zip(cands, names) if n == (key[0], key[3]))
         assert r.pattern_agreed == agreed
 
     # calibrated thresholds instead of min confidence: a subset of the same rows
@@ -269,3 +272,27 @@ def test_review_export_with_the_model_picks_least_confident_per_class(workspace)
     for d in least:
         by_class.setdefault(d["predicted"], []).append(d["confidence"])
     assert all(len(v) <= 3 for v in by_class.values())
+
+
+def test_rows_merge_an_abbreviated_name_with_the_full_name_of_the_paper(tmp_path, sample_papers):
+    """babcock2007 writes "Ptychagnostus atavus", later "P. atavus": one taxon, one row per relation."""
+    from flows.extract import ExtractParams, paper_candidates
+    from stages.extract import classified_rows, dedupe
+    from stages.mine import MineParams
+
+    pdf = next(sample_papers.glob("babcock2007*.pdf"))
+    res = paper_candidates(str(pdf), MineParams(ocr=False).__dict__, str(tmp_path / "cache"), ExtractParams())
+    cands = [Example.from_dict(d) for d in res["candidates"]]
+    norms = [tuple(n) for n in res["norms"]]
+    short = [i for i, (e, n) in enumerate(zip(cands, norms)) if e.subj.text == "P. atavus"]
+    assert short and all(norms[i][0] == "Ptychagnostus atavus" for i in short)
+    # decide every candidate as its pattern label, then merge
+    rows = dedupe(classified_rows(cands, [e.label for e in cands], [0.9] * len(cands), norms=norms))
+    atavus = [r for r in rows if r.subject_norm == "Ptychagnostus atavus"]
+    assert atavus, "some relation of the abbreviated name"
+    merged = [r for r in atavus
+              if any(x is not r and x.subject == "Ptychagnostus atavus" and (x.relation, x.object) == (r.relation, r.object)
+                     for x in rows)]
+    assert not merged, "the abbreviated and the full name of one taxon made two rows"
+    plain = dedupe(classified_rows(cands, [e.label for e in cands], [0.9] * len(cands)))
+    assert len(rows) < len(plain)  # without the names the entities stage found, they stay apart
