@@ -19,17 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.ingest import (
-    SNAPSHOT_DIR,
-    InboxLock,
-    IngestError,
-    Snapshot,
-    check_file,
-    ingest,
-    inside,
-    recover,
-    safe_name,
-)
+from flows.ingest import ingest
+from stages.ingest import SNAPSHOT_DIR, InboxLock, IngestError, Snapshot, check_file, inside, recover, safe_name
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_PAPER = "bergstrom2000_Episodes_SandbianGSSP.pdf"  # small sample paper: the corpus we start from
