@@ -37,10 +37,15 @@ def tree_digest(root: str | Path, pattern: str = "*") -> str:
 
 
 def code_version(*modules: Any) -> str:
-    """Hash of the source files of the given modules: a code edit invalidates the cache."""
+    """Hash of the source files of the given modules (every .py file of a package): a code
+    edit invalidates the cache."""
     h = hashlib.sha256()
     for m in modules:
-        h.update(Path(m.__file__).read_bytes())
+        src = Path(m.__file__)
+        files = sorted(src.parent.rglob("*.py")) if src.name == "__init__.py" else [src]
+        for f in files:
+            h.update(f.relative_to(src.parent).as_posix().encode())
+            h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -349,3 +349,23 @@ def test_flow_dask_two_workers(tmp_path, sample_papers, prefect_server):
     report = run_mine_flow(str(_params_file(tmp_path, "dask")))
     assert (report["mined"], report["failed"]) == (2, 0)
     assert report["sentences"] > 100
+
+
+def test_the_mine_cache_key_follows_every_file_of_a_package(tmp_path, monkeypatch):
+    """stages.mine is a package: an edit in any of its modules must invalidate mined papers."""
+    import importlib
+
+    from stages.cache import code_version
+
+    pkg = tmp_path / "minepkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from .layout import order\n")
+    (pkg / "layout.py").write_text("def order(x):\n    return sorted(x)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("minepkg")
+    before = code_version(mod)
+    (pkg / "layout.py").write_text("def order(x):\n    return sorted(x, reverse=True)\n")
+    assert code_version(mod) != before
+    import stages.mine
+
+    assert code_version(stages.mine) != code_version(importlib.import_module("stages.mine.params"))

@@ -115,9 +115,13 @@ def code_dep_mismatches(dvc_yaml: Path, root: Path = ROOT) -> list[str]:
         listed = {d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps", [])}
         listed = {d.rstrip("/") for d in listed if _is_code_dep(d)}
         needed = import_closure(flow, root)
-        for path in sorted(needed - listed):
+        # a listed package folder (stages/mine) covers the modules inside it
+        folders = {d for d in listed if not d.endswith(".py")}
+        covered = {f for f in needed if any(f.startswith(d + "/") for d in folders)}
+        used = {d for d in folders if any(f.startswith(d + "/") for f in needed)}
+        for path in sorted(needed - listed - covered):
             problems.append(f"stage '{name}': {flow} imports {path}, which dvc.yaml does not list in deps")
-        for path in sorted(listed - needed):
+        for path in sorted(listed - needed - used):
             problems.append(f"stage '{name}': dvc.yaml lists {path} in deps, which {flow} does not import")
     return problems
 
@@ -199,7 +203,7 @@ def _call_name(node: ast.Call) -> str | None:
 def params_classes(root: Path = ROOT) -> dict[str, tuple[str, str]]:
     """section -> (module, class name), from every ``load_params(Cls, "section")`` and
     ``parse_params(Cls, raw, "section")`` call in stages/ and flows/."""
-    files = sorted([*root.glob("stages/*.py"), *root.glob("flows/*.py")])
+    files = sorted([*root.glob("stages/**/*.py"), *root.glob("flows/*.py")])
     defined: dict[str, str] = {}
     sections: dict[str, str] = {}
     for f in files:
