@@ -12,7 +12,7 @@ from typing import Any
 from prefect import flow, task
 
 from flows.common import cli_args, load_params, run_main
-from stages.records import atomic_write_json, read_examples
+from stages.records import atomic_write_json, atomic_write_text, read_examples
 
 log = logging.getLogger("relmine.evaluate")
 
@@ -32,6 +32,65 @@ def make_decider(model: Any, params: Any):
 
     allowed = schema_args(params.relation_patterns, params.entity_patterns)
     return lambda examples: classify(model, examples, cal, allowed, batch_size=params.batch_size)
+
+
+def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:
+    """Every gold set scored by the patterns, the label model, co-occurrence and the model,
+    with per-pair predictions in reports/gold_predictions/<name>.jsonl."""
+    from stages import gold as G
+    from stages import weak as W
+    from stages.evaluate import predict, relation_scores
+    from stages.patterns import load_entity_types, load_relations_spec
+    from stages.records import write_jsonl
+    from stages.relations import RelationLabeller
+
+    spec = load_relations_spec(params.relation_patterns, load_entity_types(params.entity_patterns))
+    labeller = RelationLabeller(spec)
+    relation_args = {name: list(rel.args) for name, rel in spec.relations.items()}
+    fitted = None
+    notes: list[str] = []
+    if Path(params.label_model).exists():
+        fitted = W.load_fitted(params.label_model)
+    else:
+        notes.append(f"{params.label_model}: no label model (label_model.enabled false?); its column is left out")
+    sources = W.Sources(spec, {}, consistency=True)
+    seen: set[str] | None = None
+    if Path(params.train_data).exists():
+        seen = {e.text for e in read_examples(params.train_data, "augment")}
+    else:
+        notes.append(f"{params.train_data}: not found; the unseen-sentence subset is left out")
+    sets = {"gold": params.gold_dir, **params.gold_sets}
+    out: dict[str, Any] = {}
+    for name, path in sets.items():
+        if not Path(path).exists():
+            notes.append(f"gold set {name}: {path} not found, skipped")
+            log.warning("gold set %s: %s not found, skipped", name, path)
+            continue
+        gold, files, bad = G.read_gold_set(path)
+        for msg in bad:
+            log.error("%s", msg)
+        if not gold:
+            notes.append(f"gold set {name}: no valid records in {path}")
+            continue
+        view = G.pattern_view(gold, labeller)
+        preds: dict[str, list[str]] = {"patterns": [v.label for v in view]}
+        extra: dict[str, list[Any]] = {"rules": [v.rules for v in view]}
+        if fitted is not None:
+            post = W.posteriors(fitted, sources, view)
+            preds["label_model"] = [max(p, key=p.get) for p in post]
+            extra["label_model_probs"] = post
+        preds["cooccurrence"] = [G.cooccurrence_label(g, relation_args) for g in gold]
+        labels, conf = decide(gold) if decide else predict(model, gold, params.batch_size)
+        preds["model"] = list(labels)
+        extra["model_confidence"] = [round(float(c), 4) for c in conf]
+        res = G.score_gold_set(gold, preds, relation_scores, params.bootstrap, params.seed, seen)
+        res["files"] = files
+        res["decision"] = "calibrated thresholds + type constraints" if decide else "argmax"
+        out[name] = res
+        write_jsonl(reports / "gold_predictions" / f"{name}.jsonl", G.prediction_records(gold, preds, extra, seen))
+        atomic_write_text(reports / "gold_predictions" / f"{name}.txt", G.markdown_table(name, res) + "\n")
+        log.info("%s", G.markdown_table(name, res))
+    return {"sets": out, "notes": notes}
 
 
 @task(name="evaluate-model")
@@ -57,6 +116,7 @@ def evaluate_task(params: Any) -> dict:
     else:
         # DVC needs the declared output even when no human-labelled data exists yet
         gold_metrics = {"n": 0, "note": f"no human-labelled examples in {params.gold_dir}/*.jsonl"}
+    gold_metrics.update(gold_table(model, decide, params, reports))
     atomic_write_json(reports / "metrics_gold.json", gold_metrics)
     return metrics
 
