@@ -66,9 +66,9 @@ class TrainParams:
     device: str = "auto"                  # auto | cpu | cuda
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on CUDA, none on CPU
     log_every: int = 20                   # optimizer steps between progress lines
-    # true: fit the label model's class probabilities (Example.probs) where an example has them,
-    # instead of its single label; false: the hard labels only
-    soft_labels: bool = False
+    # true: fit the label model's class probabilities (Example.probs) where examples have them,
+    # instead of their single label; false, or no example with probs (gold, SemEval): the hard labels
+    soft_labels: bool = True
 
     def check(self) -> None:
         if self.max_length < 16:
@@ -279,7 +279,7 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
     encoder = M.MarkerEncoder(tokenizer, entity_types, p.max_length)
     enc = encoder.encode(train)
     y = [label2id[e.label] for e in train]
-    targets = soft_targets(train, label2id) if p.soft_labels else None
+    targets = soft_targets(train, label2id) if p.soft_labels and any(e.probs for e in train) else None
     lengths = [len(e.input_ids) for e in enc]
     pad = tokenizer.pad_token_id or 0
 
