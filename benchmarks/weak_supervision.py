@@ -38,6 +38,21 @@ from stages.relations import RelationLabeller
 
 
 def features(examples, model_name: str, max_length: int = 96, batch_size: int = 32) -> np.ndarray:
+    """Frozen-encoder features, cached under .relmine-cache/bench-features by the pairs' content."""
+    import hashlib
+
+    key = hashlib.sha1(json.dumps([model_name, max_length] + [[e.text, e.subj.start, e.subj.end, e.obj.start,
+                                   e.obj.end, e.subj.type, e.obj.type] for e in examples]).encode()).hexdigest()
+    cache = Path(".relmine-cache/bench-features") / f"{key}.npy"
+    if cache.exists():
+        return np.load(cache)
+    x = _features(examples, model_name, max_length, batch_size)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, x)
+    return x
+
+
+def _features(examples, model_name: str, max_length: int, batch_size: int) -> np.ndarray:
     import torch
 
     from stages import model as M
@@ -137,6 +152,15 @@ def main() -> None:
     probs = [e.probs for e in res.examples]
     clf = soft_fit(x, probs, classes)
     record("label_model_soft", decide(clf, xg, allowed_g, classes)[0])
+
+    # type prior + veto: a template's relation, else NO_RELATION when any veto fired, else the
+    # relation the pair's types allow
+    tpv = []
+    for e, v in zip(corpus, res.votes):
+        pos = [c for c in v.values() if c != NO_RELATION]
+        tpv.append(pos[0] if pos else (NO_RELATION if v else next(c for c in sources.allowed(e) if c != NO_RELATION)))
+    clf_t = fit_lr(x, np.array(tpv))
+    record("typeprior_veto", decide(clf_t, xg, allowed_g, classes)[0])
 
     # self-training: the unvoted pairs take the classifier's confident predictions
     unvoted = [i for i, v in enumerate(res.votes) if not v]

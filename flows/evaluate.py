@@ -53,7 +53,7 @@ def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:
         fitted = W.load_fitted(params.label_model)
     else:
         notes.append(f"{params.label_model}: no label model (label_model.enabled false?); its column is left out")
-    sources = W.Sources(spec, {}, consistency=True)
+    sources = W.sources_for(fitted, spec) if fitted is not None else None
     seen: set[str] | None = None
     if Path(params.train_data).exists():
         seen = {e.text for e in read_examples(params.train_data, "augment")}
@@ -90,6 +90,9 @@ def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:
         write_jsonl(reports / "gold_predictions" / f"{name}.jsonl", G.prediction_records(gold, preds, extra, seen))
         atomic_write_text(reports / "gold_predictions" / f"{name}.txt", G.markdown_table(name, res) + "\n")
         log.info("%s", G.markdown_table(name, res))
+    # the declared output exists even when no gold set was found
+    atomic_write_json(reports / "gold_predictions" / "index.json",
+                      {"sets": {k: f"{k}.jsonl" for k in out}, "notes": notes})
     return {"sets": out, "notes": notes}
 
 

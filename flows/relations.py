@@ -121,9 +121,9 @@ def relations_flow(params_path: str = "params.yaml") -> dict:
     pattern_labelled = all_examples
     if wp.enabled:
         knowledge = weak_mod.load_knowledge(wp.knowledge, set(spec.relations)) if wp.knowledge else {}
-        sources = weak_mod.Sources(spec, knowledge, wp.consistency)
+        sources = weak_mod.Sources(spec, knowledge, wp.consistency, wp.combine_vetoes)
         res = weak_mod.weak_label(all_examples, sources, wp)
-        weak_mod.save_fitted(wp.out, res.fitted)
+        weak_mod.save_fitted(wp.out, res.fitted, wp)
         all_examples = res.examples
         lm_section = weak_mod.report_section(res.fitted, all_examples)
         logger.info("label model: %d candidates, %d with no vote; labels %s", len(all_examples),

@@ -342,7 +342,7 @@ def fit_calibration(logits: np.ndarray, gold: Sequence[str], labels: Sequence[st
     for rel, v in fitted.items():
         if thresholds[rel] is None:
             continue
-        if v["support"] < min_dev_support:
+        if 0 < v["support"] < min_dev_support:  # none at all: the untuned default threshold stays
             warnings.append(f"{rel}: {v['support']} dev example(s) (< min_dev_support {min_dev_support}); "
                             "its tuned threshold is not used, argmax decides it")
             thresholds[rel] = None

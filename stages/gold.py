@@ -177,3 +177,19 @@ def prediction_records(gold: Sequence[Example], preds: dict[str, Sequence[str]],
             rec["sentence_in_training"] = g.text in seen_sentences
         out.append(rec)
     return out
+
+
+def print_tables(metrics_gold: str | Path) -> str:
+    """The gold tables of a metrics_gold.json (what `make run` prints at the end)."""
+    import json
+
+    d = json.loads(Path(metrics_gold).read_text(encoding="utf-8"))
+    parts = [markdown_table(name, res) for name, res in d.get("sets", {}).items()]
+    parts += [f"note: {n}" for n in d.get("notes", [])]
+    return "\n\n".join(parts) if parts else "no gold set scored (evaluate.gold_sets / data/gold)"
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(print_tables(sys.argv[1] if len(sys.argv) > 1 else "reports/metrics_gold.json"))

@@ -59,6 +59,7 @@ class Fitted:
     posteriors: np.ndarray           # candidates x classes
     iterations: int = 0
     stats: dict[str, dict] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)  # how the sources were built (to rebuild them for new pairs)
 
 
 def fit(votes: Sequence[dict[str, str]], allowed: Sequence[Sequence[str]], groups: Sequence[str],

@@ -33,6 +33,7 @@ from .records import NO_RELATION, Example
 
 KNOWLEDGE = "knowledge"
 CONSISTENCY = "consistency"
+VETOES = "vetoes"
 
 
 @dataclass
@@ -41,6 +42,9 @@ class WeakParams:
     enabled: bool = True          # false: the patterns' own labels (templates, NO_RELATION otherwise)
     knowledge: list[str] = field(default_factory=list)  # CSV files or folders of subject,relation,object rows
     consistency: bool = True      # a templated name pair votes for its relation in the paper's other sentences
+    # true: the veto rules are one source ("any veto fired"): they fire together far more often than
+    # independent sources would, and counted one by one the label model trusts them too much
+    combine_vetoes: bool = True
     out: str = "data/label_model.json"
     iterations: int = 100
     prior_accuracy: float = 0.85
@@ -106,8 +110,9 @@ class Sources:
     they cast on examples whose ``rules`` the relations labeller filled."""
 
     def __init__(self, spec: RelationsSpec, knowledge: dict[tuple[str, str], set[str]] | None = None,
-                 consistency: bool = True):
+                 consistency: bool = True, combine_vetoes: bool = False):
         self.spec = spec
+        self.combine_vetoes = combine_vetoes
         self.knowledge = knowledge or {}
         self.consistency = consistency
         self.classes = [NO_RELATION, *spec.relations]
@@ -122,8 +127,8 @@ class Sources:
             for c in rel.negative_cues:
                 self.cue_rel[c.id] = rel.name
         for v in spec.vetoes:
-            self.source_class[v.id] = NO_RELATION
             self.veto_rels[v.id] = v.relations
+            self.source_class[VETOES if combine_vetoes else v.id] = NO_RELATION
         for rel in spec.relations:
             if self.knowledge:
                 self.source_class[f"{KNOWLEDGE}:{rel}"] = rel
@@ -139,7 +144,10 @@ class Sources:
         allowed = set(self.allowed(ex))
         out = set()
         for s, c in self.source_class.items():
-            if s in self.veto_rels:
+            if s == VETOES:
+                if any(not rels or allowed & set(rels) for rels in self.veto_rels.values()):
+                    out.add(s)
+            elif s in self.veto_rels:
                 rels = self.veto_rels[s]
                 if not rels or allowed & set(rels):
                     out.add(s)
@@ -155,7 +163,7 @@ class Sources:
             if r in self.template_rel and self.template_rel[r] not in vetoed:
                 out[r] = self.template_rel[r]
             elif r in self.veto_rels:
-                out[r] = NO_RELATION
+                out[VETOES if self.combine_vetoes else r] = NO_RELATION
         key = (_fold(ex.subj.text), _fold(ex.obj.text))
         rkey = (key[1], key[0])
         for rel in self.knowledge.get(key, set()) | self.knowledge.get(rkey, set()):
@@ -179,6 +187,21 @@ class Sources:
         return out
 
 
+def _per_rule_stats(examples: Sequence[Example], sources: Sources, fitted: Fitted) -> dict[str, dict]:
+    k = fitted.classes.index(NO_RELATION)
+    n = len(examples)
+    out = {}
+    for vid in sources.veto_rels:
+        on = [i for i, e in enumerate(examples) if vid in e.rules]
+        others = sum(1 for i in on if len([r for r in examples[i].rules if r in sources.veto_rels]) > 1)
+        confl = sum(1 for i in on if any(r in sources.template_rel for r in examples[i].rules))
+        acc = float(fitted.posteriors[on, k].mean()) if on else None
+        out[vid] = {"class": NO_RELATION, "coverage": len(on), "coverage_share": round(len(on) / n, 4) if n else 0.0,
+                    "overlaps": others, "conflicts": confl,
+                    "estimated_accuracy": round(acc, 4) if acc is not None else None, "part_of": VETOES}
+    return out
+
+
 def group_of(ex: Example) -> str:
     return "-".join(sorted((ex.subj.type, ex.obj.type)))
 
@@ -197,6 +220,10 @@ def weak_label(examples: list[Example], sources: Sources, params: WeakParams) ->
     votes = [sources.votes(ex, consistent) for ex in examples]
     fitted = fit(votes, [sources.allowed(e) for e in examples], [group_of(e) for e in examples],
                  [sources.applies(e) for e in examples], sources.source_class, sources.classes, params.lm())
+    fitted.config = {"knowledge": list(params.knowledge), "consistency": sources.consistency,
+                     "combine_vetoes": sources.combine_vetoes}
+    if sources.combine_vetoes:  # each veto's own figures for the report, beside the combined source
+        fitted.stats.update(_per_rule_stats(examples, sources, fitted))
     out = []
     for ex, q in zip(examples, fitted.posteriors):
         probs = {c: round(float(x), 4) for c, x in zip(fitted.classes, q) if x > 0}
@@ -241,10 +268,12 @@ def posteriors(fitted: Fitted, sources: Sources, examples: Sequence[Example]) ->
     return out
 
 
-def save_fitted(path: str | Path, fitted: Fitted) -> None:
+def save_fitted(path: str | Path, fitted: Fitted, params: WeakParams | None = None) -> None:
     from .records import atomic_write_json
 
-    atomic_write_json(path, {"classes": fitted.classes, "sources": fitted.sources,
+    config = ({"knowledge": list(params.knowledge), "consistency": params.consistency,
+               "combine_vetoes": params.combine_vetoes} if params else fitted.config)
+    atomic_write_json(path, {"config": config, "classes": fitted.classes, "sources": fitted.sources,
                              "source_class": [fitted.classes[k] for k in fitted.source_class],
                              "beta": [[round(float(x), 6) for x in row] for row in fitted.beta],
                              "pi": fitted.pi, "iterations": fitted.iterations, "sources_stats": fitted.stats})
@@ -259,7 +288,15 @@ def load_fitted(path: str | Path) -> Fitted:
     d = json.loads(p.read_text(encoding="utf-8"))
     cidx = {c: k for k, c in enumerate(d["classes"])}
     return Fitted(d["classes"], d["sources"], [cidx[c] for c in d["source_class"]], np.array(d["beta"]),
-                  d["pi"], np.zeros((0, len(d["classes"]))), d.get("iterations", 0), d.get("sources_stats", {}))
+                  d["pi"], np.zeros((0, len(d["classes"]))), d.get("iterations", 0), d.get("sources_stats", {}),
+                  d.get("config", {}))
+
+
+def sources_for(fitted: Fitted, spec: RelationsSpec) -> Sources:
+    """The label sources a fitted model was built with (knowledge files re-read)."""
+    c = fitted.config
+    knowledge = load_knowledge(c.get("knowledge") or [], set(spec.relations)) if c.get("knowledge") else {}
+    return Sources(spec, knowledge, c.get("consistency", True), c.get("combine_vetoes", False))
 
 
 def report_section(fitted: Fitted, examples: Sequence[Example]) -> dict[str, Any]:

@@ -134,6 +134,12 @@ def test_shipped_vetoes_on_real_sentences():
     rules = {(e.subj.text, e.obj.text): e.rules for e in lab.label_sentence(s)}
     assert "veto.other_taxon_first" in rules[("Xianfengella prima", "Siberia")]
     assert not any(r.startswith("veto.") for r in rules[("Anabarella plana", "Siberia")])
+    # a genus entry's type species and a bracketed synonym share the genus's occurrence (claybourn2019)
+    s = _sentence("Genus Pelagiella Matthew, 1895 Type species.—Cyrtolites atlanticus Matthew, 1894 by original "
+                  "designation, from the St. John Group of New Brunswick.",
+                  [("Pelagiella", "TAXON"), ("Cyrtolites atlanticus", "TAXON"), ("St. John Group", "STRAT")])
+    rules = {(e.subj.text, e.obj.text): e.rules for e in lab.label_sentence(s)}
+    assert "veto.other_taxon_first" not in rules[("Pelagiella", "St. John Group")]
 
 
 # --- the label model ---------------------------------------------------------------------
