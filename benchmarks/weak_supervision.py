@@ -121,8 +121,9 @@ def main() -> None:
     for f in sorted(glob.glob(f"{args.entities}/*.jsonl")):
         for line in open(f, encoding="utf-8"):
             corpus += lab.label_sentence(AnnotatedSentence.from_dict(json.loads(line)))
-    sources = W.Sources(spec, {}, True)
-    res = W.weak_label(corpus, sources, W.WeakParams())
+    wp = W.WeakParams()
+    sources = W.Sources(spec, {}, wp.consistency, wp.combine_vetoes)
+    res = W.weak_label(corpus, sources, wp)
     gold, _, _ = G.read_gold_set(args.gold)
     view = G.pattern_view(gold, lab)
     refs = [g.label for g in gold]
@@ -143,6 +144,9 @@ def main() -> None:
     record("rules:patterns", [v.label for v in view])
     post = W.posteriors(res.fitted, sources, view)
     record("rules:label_model", [max(p, key=p.get) for p in post])
+    src_sep = W.Sources(spec, {}, wp.consistency, False)
+    res_sep = W.weak_label(corpus, src_sep, wp)
+    record("rules:label_model_vetoes_apart", [max(p, key=p.get) for p in W.posteriors(res_sep.fitted, src_sep, view)])
     record("rules:cooccurrence", [G.cooccurrence_label(g, {n: r.args for n, r in spec.relations.items()}) for g in gold])
 
     clf = fit_lr(x, np.array([e.label for e in corpus]))
@@ -152,6 +156,10 @@ def main() -> None:
     probs = [e.probs for e in res.examples]
     clf = soft_fit(x, probs, classes)
     record("label_model_soft", decide(clf, xg, allowed_g, classes)[0])
+
+    clf = soft_fit(x, [e.probs for e in res_sep.examples], classes)
+    record("label_model_soft_vetoes_apart", decide(clf, xg, allowed_g, classes)[0])
+    clf = soft_fit(x, probs, classes)
 
     # type prior + veto: a template's relation, else NO_RELATION when any veto fired, else the
     # relation the pair's types allow

@@ -44,16 +44,20 @@ def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:
     from stages.records import write_jsonl
     from stages.relations import RelationLabeller
 
-    spec = load_relations_spec(params.relation_patterns, load_entity_types(params.entity_patterns))
-    labeller = RelationLabeller(spec)
-    relation_args = {name: list(rel.args) for name, rel in spec.relations.items()}
-    fitted = None
+    from stages.errors import InputError
+
     notes: list[str] = []
-    if Path(params.label_model).exists():
+    spec = labeller = fitted = sources = None
+    try:
+        spec = load_relations_spec(params.relation_patterns, load_entity_types(params.entity_patterns))
+        labeller = RelationLabeller(spec)
+    except InputError as exc:
+        notes.append(f"{exc}; the patterns, label model and co-occurrence columns are left out")
+    if spec is not None and Path(params.label_model).exists():
         fitted = W.load_fitted(params.label_model)
-    else:
+        sources = W.sources_for(fitted, spec)
+    elif spec is not None:
         notes.append(f"{params.label_model}: no label model (label_model.enabled false?); its column is left out")
-    sources = W.sources_for(fitted, spec) if fitted is not None else None
     seen: set[str] | None = None
     if Path(params.train_data).exists():
         seen = {e.text for e in read_examples(params.train_data, "augment")}
@@ -72,14 +76,18 @@ def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:
         if not gold:
             notes.append(f"gold set {name}: no valid records in {path}")
             continue
-        view = G.pattern_view(gold, labeller)
-        preds: dict[str, list[str]] = {"patterns": [v.label for v in view]}
-        extra: dict[str, list[Any]] = {"rules": [v.rules for v in view]}
-        if fitted is not None:
-            post = W.posteriors(fitted, sources, view)
-            preds["label_model"] = [max(p, key=p.get) for p in post]
-            extra["label_model_probs"] = post
-        preds["cooccurrence"] = [G.cooccurrence_label(g, relation_args) for g in gold]
+        preds: dict[str, list[str]] = {}
+        extra: dict[str, list[Any]] = {}
+        if spec is not None:
+            view = G.pattern_view(gold, labeller)
+            preds["patterns"] = [v.label for v in view]
+            extra["rules"] = [v.rules for v in view]
+            if fitted is not None:
+                post = W.posteriors(fitted, sources, view)
+                preds["label_model"] = [max(p, key=p.get) for p in post]
+                extra["label_model_probs"] = post
+            relation_args = {n: list(rel.args) for n, rel in spec.relations.items()}
+            preds["cooccurrence"] = [G.cooccurrence_label(g, relation_args) for g in gold]
         labels, conf = decide(gold) if decide else predict(model, gold, params.batch_size)
         preds["model"] = list(labels)
         extra["model_confidence"] = [round(float(c), 4) for c in conf]

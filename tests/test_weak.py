@@ -2,7 +2,6 @@
 training targets, the gold table, and params that agree with their dataclasses."""
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
