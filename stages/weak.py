@@ -40,7 +40,8 @@ VETOES = "vetoes"
 class WeakParams:
     """The `label_model` section of params.yaml."""
     enabled: bool = True          # false: the patterns' own labels (templates, NO_RELATION otherwise)
-    knowledge: list[str] = field(default_factory=list)  # CSV files or folders of subject,relation,object rows
+    # CSV files or folders of subject,relation,object rows (a missing one is skipped with a warning)
+    knowledge: list[str] = field(default_factory=lambda: ["data/knowledge_built"])
     consistency: bool = True      # a templated name pair votes for its relation in the paper's other sentences
     # true: the veto rules are one source ("any veto fired"): they fire together far more often than
     # independent sources would, and counted one by one the label model trusts them too much
@@ -68,6 +69,10 @@ def _fold(name: str) -> str:
 
 
 def knowledge_files(paths: Sequence[str]) -> list[Path]:
+    """The CSV files of the named files and folders. A missing one is an optional source not
+    built (yet): it is skipped with a warning naming the fix."""
+    import logging
+
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -75,8 +80,9 @@ def knowledge_files(paths: Sequence[str]) -> list[Path]:
         elif p.exists():
             out.append(p)
         else:
-            raise InputError(f"{p}: knowledge file or folder not found; fix: create it or remove it from "
-                             "label_model.knowledge in params.yaml")
+            logging.getLogger("relmine.weak").warning(
+                "%s: knowledge file or folder not found, skipped; fix: build it (dvc repro knowledge), "
+                "create it, or remove it from label_model.knowledge in params.yaml", p)
     return out
 
 

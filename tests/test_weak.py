@@ -211,8 +211,35 @@ def test_knowledge_and_consistency_vote(tmp_path):
     kfile.write_text("Yus,lives_in,Texas\n")
     with pytest.raises(InputError, match=r"k.csv:1: relation 'lives_in'"):
         W.load_knowledge([str(kfile)], set(spec.relations))
-    with pytest.raises(InputError, match="label_model.knowledge"):
-        W.load_knowledge([str(tmp_path / "missing")], set(spec.relations))
+    assert W.load_knowledge([str(tmp_path / "missing")], set(spec.relations)) == {}  # not built yet: skipped
+
+
+def test_knowledge_built_from_a_gazetteer_table(tmp_path):
+    from stages.knowledge import KnowledgeParams, build_rows, to_csv
+
+    src = tmp_path / "formations.csv"
+    src.write_text("LEX_CODE,UNIT_NAME,OLDEST_AGE_TRANS,YOUNGEST_AGE_TRANS\n"
+                   "ABI,Abbotsbury Ironstone Formation,Kimmeridgian Age,Kimmeridgian Age\n"
+                   "ADS,Ardnish Formation,Hettangian Age,Sinemurian Age\n")
+    source = {"name": "t", "file": str(src), "subject": "UNIT_NAME", "relation": "assigned_to",
+              "objects": ["OLDEST_AGE_TRANS", "YOUNGEST_AGE_TRANS"], "strip": " Age$", "variants": ["{name}", "{name} Stage"]}
+    rows = build_rows(source)
+    assert rows[:2] == [("Abbotsbury Ironstone Formation", "assigned_to", "Kimmeridgian"),
+                        ("Abbotsbury Ironstone Formation", "assigned_to", "Kimmeridgian Stage")]
+    assert len(rows) == 6  # Kimmeridgian twice is one fact
+    out = tmp_path / "k" / "t.csv"
+    out.parent.mkdir()
+    out.write_text(to_csv(rows))
+    facts = W.load_knowledge([str(out.parent)], {"assigned_to"})
+    assert facts[("ardnish formation", "sinemurian stage")] == {"assigned_to"}
+    with pytest.raises(InputError, match="UNIT"):
+        build_rows({**source, "subject": "UNIT"})
+    with pytest.raises(ValueError, match=r"knowledge.sources\[0\]: missing"):
+        KnowledgeParams(sources=[{"name": "x"}]).check()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    shipped = KnowledgeParams(**params["knowledge"])
+    shipped.check()
+    assert shipped.out_dir == KnowledgeParams().out_dir
 
 
 def test_fitted_model_round_trips_and_scores_new_pairs(tmp_path):
