@@ -68,7 +68,7 @@ class TrainParams:
     log_every: int = 20                   # optimizer steps between progress lines
     # true: fit the label model's class probabilities (Example.probs) where examples have them,
     # instead of their single label; false, or no example with probs (gold, SemEval): the hard labels
-    soft_labels: bool = True
+    soft_labels: bool = False
 
     def check(self) -> None:
         if self.max_length < 16:
