@@ -42,8 +42,14 @@ class CalibrateParams:
     seed: int = 13
     batch_size: int = INFER_BATCH_SIZE
     dtype: str = "auto"  # as extract and evaluate use the model
+    # a folder of human-labelled pairs (*.jsonl, relmine Example format) to calibrate on instead of
+    # the pattern-labelled dev split; null or an empty folder: the dev split
+    gold_dir: str | None = None
+    min_dev_support: int = 3  # a relation with fewer calibration examples keeps the argmax (no threshold)
 
     def check(self) -> None:
+        if self.min_dev_support < 1:
+            raise ValueError("calibrate.min_dev_support must be >= 1; set e.g. 3")
         if not 2 <= self.bins <= 100:
             raise ValueError("bins must be between 2 and 100")
         if self.batch_size < 1:
@@ -53,13 +59,34 @@ class CalibrateParams:
         check_inference_dtype(self.dtype)
 
 
+def calibration_examples(p: CalibrateParams, log: Any) -> list:
+    """The gold pairs of ``gold_dir`` when it holds any, else the dev split. Thresholds tuned on a
+    pattern-labelled dev split learn agreement with the patterns; gold pairs teach the real thing."""
+    from pathlib import Path
+
+    from stages.records import scan_examples
+
+    if p.gold_dir and Path(p.gold_dir).is_dir():
+        gold = []
+        for f in sorted(Path(p.gold_dir).glob("*.jsonl")):
+            good, bad = scan_examples(f, "gold")
+            gold += good
+            for msg in bad:
+                log.error("%s", msg)
+        if gold:
+            log.info("calibrating on %d gold pairs of %s (not the dev split)", len(gold), p.gold_dir)
+            return gold
+        log.warning("calibrate.gold_dir %s holds no gold pairs; calibrating on the dev split %s", p.gold_dir, p.dev)
+    return read_examples(p.dev, "split")
+
+
 @task(name="calibrate-model", cache_policy=NO_CACHE, persist_result=False)
 def calibrate_task(p: CalibrateParams) -> Calibration:
     log = get_run_logger()
     from stages.model import load_trained_model
 
     allowed = schema_args(p.relation_patterns, p.entity_patterns)
-    dev = read_examples(p.dev, "split")
+    dev = calibration_examples(p, log)
     model = load_trained_model(p.model_dir, p.dtype)
     if not dev:
         log.warning("%s: no dev examples; calibration is the identity (T = 1, thresholds %s)", p.dev, 0.5)
@@ -72,7 +99,7 @@ def calibrate_task(p: CalibrateParams) -> Calibration:
         logits = np.zeros((0, len(model.labels)))
     return fit_calibration(logits, [e.label for e in dev], model.labels, [e.subj.type for e in dev],
                            [e.obj.type for e in dev], allowed, p.bins, model_fingerprint(p.model_dir),
-                           p.cross_fit_repeats, p.seed)
+                           p.cross_fit_repeats, p.seed, p.min_dev_support)
 
 
 @flow(name="calibrate")
@@ -81,7 +108,9 @@ def calibrate_flow(params_path: str | None = None) -> dict[str, Any]:
     p: CalibrateParams = load_params(CalibrateParams, "calibrate", params_path)
     cal = calibrate_task(p)
     save_calibration(p.out, cal)
-    report = {"model_dir": p.model_dir, "dev": p.dev, "calibration_file": p.out, **cal.report}
+    report = {"model_dir": p.model_dir, "dev": p.dev, "gold_dir": p.gold_dir, "calibration_file": p.out, **cal.report}
+    for w in cal.report.get("warnings", []):
+        log.warning("calibration: %s", w)
     atomic_write_json(p.report, report)
     log.info("calibrated on %d dev examples: T = %.3f, ECE %.4f -> %.4f, NLL %.4f -> %.4f", report["n_dev"],
              report["temperature"], report["ece_before"], report["ece_after"], report["nll_before"],

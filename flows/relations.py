@@ -22,16 +22,34 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import cli_args, load_params, load_run_params, make_task_runner, new_tmp_dir, run_main, swap_dir
+from flows.common import (
+    cli_args,
+    load_params,
+    load_run_params,
+    make_task_runner,
+    new_tmp_dir,
+    run_main,
+    swap_dir,
+)
 from stages import patterns as patterns_mod
 from stages import records as records_mod
 from stages import relations as relations_mod
+from stages import weak as weak_mod
 from stages.cache import ResultCache, code_version, file_digest, make_key
 from stages.errors import InputError
+from stages.params import load_yaml, parse_params
 from stages.patterns import load_entity_types, load_relations_spec
-from stages.records import AnnotatedSentence, Example, atomic_write_json, atomic_write_text, iter_jsonl, to_dict, write_jsonl
+from stages.records import (
+    AnnotatedSentence,
+    Example,
+    atomic_write_json,
+    atomic_write_text,
+    iter_jsonl,
+    to_dict,
+    write_jsonl,
+)
 from stages.relations import RelationLabeller, annotation_report, get_spec, report_markdown, sample_negatives
-
+from stages.weak import WeakParams
 
 
 @dataclass
@@ -112,6 +130,20 @@ def relations_flow(params_path: str = "params.yaml") -> dict:
     all_examples: list[Example] = []
     for s in ok:
         all_examples += [Example.from_dict(d) for d in iter_jsonl(cache.path(s["key"]))]
+    # a params file without the section (another domain's, written before it existed) gets the defaults
+    wp: WeakParams = parse_params(WeakParams, load_yaml(params_path).get("label_model") or {}, "label_model")
+    lm_section = None
+    pattern_labelled = all_examples
+    if wp.enabled:
+        knowledge = weak_mod.load_knowledge(wp.knowledge, set(spec.relations)) if wp.knowledge else {}
+        sources = weak_mod.Sources(spec, knowledge, wp.consistency, wp.combine_vetoes)
+        res = weak_mod.weak_label(all_examples, sources, wp)
+        weak_mod.save_fitted(wp.out, res.fitted, wp)
+        all_examples = res.examples
+        lm_section = weak_mod.report_section(res.fitted, all_examples)
+        logger.info("label model: %d candidates, %d with no vote; labels %s", len(all_examples),
+                    lm_section["unvoted_candidates"],
+                    ", ".join(f"{k} {v}" for k, v in lm_section["labels_per_class"].items()))
     kept = sample_negatives(all_examples, p.negative_ratio, p.seed)
     by_doc: dict[str, list[Example]] = defaultdict(list)
     for e in kept:
@@ -130,7 +162,9 @@ def relations_flow(params_path: str = "params.yaml") -> dict:
     mentions: Counter = Counter()
     for s in ok:
         mentions.update(s["mentions"])
-    report = annotation_report(all_examples, kept, spec, dict(mentions))
+    report = annotation_report(pattern_labelled, kept, spec, dict(mentions))
+    if lm_section is not None:
+        report["label_model"] = lm_section
     report["papers"] = {"total": len(summaries), "labelled": sum(not s["cached"] for s in ok),
                         "cached": sum(s["cached"] for s in ok),
                         "failed": {s["doc_id"]: s["error"] for s in summaries if "error" in s}}
@@ -138,7 +172,10 @@ def relations_flow(params_path: str = "params.yaml") -> dict:
     report["seed"] = p.seed
     report["wall_seconds"] = round(time.perf_counter() - t0, 3)
     atomic_write_json(p.report, report)
-    atomic_write_text(p.report_md, report_markdown(report))
+    md = report_markdown(report)
+    if lm_section is not None:
+        md += "\n" + weak_mod.report_markdown(lm_section)
+    atomic_write_text(p.report_md, md)
     logger.info("relations: %d examples kept of %d candidates (%s)", len(kept), len(all_examples),
                 ", ".join(f"{k} {v}" for k, v in report["examples_per_class"].items()))
     return report

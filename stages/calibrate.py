@@ -302,7 +302,8 @@ class Calibration:
 
 def fit_calibration(logits: np.ndarray, gold: Sequence[str], labels: Sequence[str], subj_types: Sequence[str],
                     obj_types: Sequence[str], allowed: Allowed, n_bins: int = 15,
-                    model_fingerprint: str = "", cross_fit_repeats: int = 20, seed: int = 13) -> Calibration:
+                    model_fingerprint: str = "", cross_fit_repeats: int = 20, seed: int = 13,
+                    min_dev_support: int = 3) -> Calibration:
     """Fit T on the type-constrained dev logits, then per-relation thresholds on the
     calibrated probabilities. A relation keeps its tuned threshold only where, cross-fitted
     on dev (``cross_fit_repeats`` 2-fold splits; 0: no check), it beats the argmax on held-out
@@ -334,7 +335,27 @@ def fit_calibration(logits: np.ndarray, gold: Sequence[str], labels: Sequence[st
         checks[rel] = {"cross_fitted_f1_threshold": round(held_thr, 4), "cross_fitted_f1_argmax": round(held_max, 4)}
         if held_thr <= held_max:
             thresholds[rel] = None
+    # A threshold must never switch a relation off: one tuned on too few dev positives, or one
+    # under which the relation is never predicted on dev although the argmax predicts it, is
+    # dropped (argmax decides), with a warning in the report.
+    warnings: list[str] = []
+    for rel, v in fitted.items():
+        if thresholds[rel] is None:
+            continue
+        if 0 < v["support"] < min_dev_support:  # none at all: the untuned default threshold stays
+            warnings.append(f"{rel}: {v['support']} dev example(s) (< min_dev_support {min_dev_support}); "
+                            "its tuned threshold is not used, argmax decides it")
+            thresholds[rel] = None
     argmax_pred, _ = decide(cal, labels)
+    for rel in fitted:
+        if thresholds[rel] is None:
+            continue
+        j = labels.index(rel)
+        trial, _ = decide(cal, labels, thresholds)
+        if (argmax_pred == j).any() and not (trial == j).any():
+            warnings.append(f"{rel}: threshold {thresholds[rel]:.3f} would switch it off (never predicted on dev, "
+                            "argmax predicts it); argmax decides it")
+            thresholds[rel] = None
     thr_pred, _ = decide(cal, labels, thresholds)
     at_thr = per_relation_f1(thr_pred, y, labels)
     at_argmax = per_relation_f1(argmax_pred, y, labels)
@@ -351,6 +372,8 @@ def fit_calibration(logits: np.ndarray, gold: Sequence[str], labels: Sequence[st
         "nll_before": round(nll(logits, y, 1.0), 6),
         "nll_after": round(nll(logits, y, t, mask), 6),
         "thresholds": thresholds,
+        "warnings": warnings,
+        "min_dev_support": min_dev_support,
         "cross_fit_repeats": cross_fit_repeats,
         "per_relation": {rel: {**at_thr[rel], "threshold": thresholds[rel], "tuned_threshold": fitted[rel]["threshold"],
                                "f1_one_vs_rest": fitted[rel]["f1_one_vs_rest"], "f1_argmax": at_argmax[rel]["f1"],

@@ -11,7 +11,7 @@ import importlib.util
 import logging
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -42,8 +42,18 @@ class EvalParams:
     calibrated: bool = True
     relation_patterns: str = "data/patterns/relations.yaml"
     entity_patterns: str = "data/patterns/entities.yaml"
+    # gold sets scored side by side (patterns, label model, co-occurrence, model): name -> folder
+    # of *.jsonl or a file; gold_dir is always scored too, as "gold". A missing folder is skipped
+    # with a note.
+    gold_sets: dict[str, str] = field(default_factory=lambda: {"paleo_dev": "../shared/gold/paleo_relations_dev"})
+    label_model: str = "data/label_model.json"   # the relations stage's fitted label model
+    train_data: str = "data/augmented/train.jsonl"  # the model's training data (for the unseen-sentence subset)
 
     def check(self) -> None:
+        for name in self.gold_sets:
+            if not isinstance(name, str) or not name or "/" in name:
+                raise ValueError(f"evaluate.gold_sets: name {name!r} must be a plain word (it names "
+                                 "reports/gold_predictions/<name>.jsonl); rename it")
         if self.bootstrap < 0:
             raise ValueError("bootstrap must be >= 0")
         if self.batch_size < 1:

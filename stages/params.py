@@ -24,8 +24,8 @@ class ParamsError(ValueError):
 
 # the top-level sections of params.yaml: one per stage or command, plus ``run`` (how flows
 # execute); a misspelt one (``trian:``) would otherwise be ignored and its stage run on defaults
-SECTIONS = ("domain", "run", "mine", "entities", "relations", "split", "augment", "train", "evaluate", "calibrate",
-            "extract", "review", "importer", "ingest")
+SECTIONS = ("domain", "run", "mine", "entities", "knowledge", "relations", "label_model", "split", "augment", "train",
+            "evaluate", "calibrate", "extract", "review", "importer", "ingest")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -28,6 +28,11 @@ SCHEMA_VERSION = 1
 CASE_RULES = ("exact", "title", "any")
 ROLES = ("subj", "obj")
 SCOPES = ("between", "sentence")
+# Where a veto's regex looks: the text before the first mention / between / after the second,
+# the whole sentence, a mention's own text (by text order or by role), or the text before or
+# after the subject / object mention.
+VETO_SCOPES = ("before", "between", "after", "sentence", "first", "second", "subj", "obj",
+               "before_subj", "before_obj", "after_subj", "after_obj")
 
 # A template slot: {TYPE} or {TYPE:subj|obj}. Type names start with a capital
 # letter, so regex quantifiers such as {2,3} are never mistaken for slots.
@@ -120,6 +125,20 @@ class NegativeCue:
 
 
 @dataclass
+class Veto:
+    """A label source voting NO_RELATION: its regex matched its scope of the candidate (all
+    conditions must hold), or the two mention texts are the same name (``same_text``)."""
+    id: str
+    relations: list[str]  # relations it speaks against (empty = every relation)
+    regex: Any = None  # compiled or None (then only the other conditions count)
+    scope: str = "between"
+    same_text: bool | None = None  # true: fires only when both mention texts are equal (case/space-folded)
+    kinds: list[str] = field(default_factory=list)  # fires only on sentences of these kinds (table, heading...)
+    source: str = ""
+    description: str = ""
+
+
+@dataclass
 class RelationSpec:
     name: str
     args: list[tuple[str, str]]  # allowed (subject type, object type)
@@ -136,6 +155,7 @@ class RelationsSpec:
     relations: dict[str, RelationSpec]
     entity_types: set[str]
     max_distance: int
+    vetoes: list[Veto] = field(default_factory=list)
 
     def allowed_pairs(self) -> dict[tuple[str, str], int]:
         """(subject type, object type) -> the largest max_distance of the relations allowing it."""
@@ -391,12 +411,13 @@ def _read_gazetteer(ctx: _Ctx, where: str, gpath: Path, item: dict, drop: Any) -
 
 # --- relations -----------------------------------------------------------------
 
-_REL_TOP = {"version", "description", "max_distance", "macros", "relations"}
+_REL_TOP = {"version", "description", "max_distance", "macros", "relations", "vetoes"}
 # A named piece of regex shared by templates: {@authority}. Macros may use earlier macros.
 MACRO_RE = _re.compile(r"\{@([A-Za-z][A-Za-z0-9_]*)\}")
 _REL_KEYS = {"description", "args", "priority", "max_distance", "templates", "negative_cues"}
 _TPL_KEYS = {"id", "pattern", "priority", "ignore_case", "description"}
 _NEG_KEYS = {"id", "pattern", "scope", "ignore_case", "description"}
+_VETO_KEYS = {"id", "pattern", "scope", "ignore_case", "same_text", "relations", "kinds", "description"}
 
 
 def _spaces_to_whitespace(pattern: str) -> str:
@@ -439,7 +460,8 @@ def load_relations_spec(path: str | Path, entity_types: set[str] | list[str]) ->
     for name, spec in rels.items():
         where = f"relation {name!r}"
         if name == "NO_RELATION":
-            raise ctx.fail(where, "NO_RELATION is implicit", "remove it: unlabelled candidates get it")
+            raise ctx.fail(where, "NO_RELATION is implicit",
+                           "remove it; to vote NO_RELATION write a rule under the top-level `vetoes:` list")
         ctx.keys(where, spec, _REL_KEYS, {"args", "templates"})
         args_raw = spec["args"]
         if (isinstance(args_raw, list) and len(args_raw) == 2 and all(isinstance(a, str) for a in args_raw)):
@@ -468,7 +490,50 @@ def load_relations_spec(path: str | Path, entity_types: set[str] | list[str]) ->
             flags = regex.IGNORECASE if c.get("ignore_case", True) else 0
             cues.append(NegativeCue(cid, name, ctx.compile(f"negative cue {cid!r}", c["pattern"], flags), scope))
         out[name] = RelationSpec(name, args, priority, max_dist, templates, cues, spec.get("description", ""))
-    return RelationsSpec(path, out, types, default_dist)
+    vetoes = _load_vetoes(ctx, data.get("vetoes") or [], set(out), seen, macros)
+    return RelationsSpec(path, out, types, default_dist, vetoes)
+
+
+def _load_vetoes(ctx: _Ctx, raw: Any, relations: set[str], seen: set[str], macros: dict[str, str]) -> list[Veto]:
+    if not isinstance(raw, list):
+        raise ctx.fail("vetoes", "expected a list of rules", "write `vetoes:` then `- id: ...` items")
+    out: list[Veto] = []
+    for i, v in enumerate(raw):
+        where = _where("veto", i, v)
+        ctx.keys(where, v, _VETO_KEYS, {"id"})
+        vid = _id(ctx, where, v, seen)
+        where = f"veto {vid!r}"
+        scope = v.get("scope", "between")
+        if scope not in VETO_SCOPES:
+            raise ctx.fail(where, f"scope = {scope!r}", f"use one of {', '.join(VETO_SCOPES)}")
+        rels = v.get("relations") or []
+        if isinstance(rels, str):
+            rels = [rels]
+        for r in rels:
+            if r not in relations:
+                raise ctx.fail(where, f"relations names {r!r}, which is not a relation of this file",
+                               f"use some of {', '.join(sorted(relations))} or leave `relations` out (every relation)")
+        same = v.get("same_text")
+        if same is not None and not isinstance(same, bool):
+            raise ctx.fail(where, f"same_text = {same!r}", "write `same_text: true` (or false) or leave it out")
+        kinds = v.get("kinds") or []
+        if isinstance(kinds, str):
+            kinds = [kinds]
+        if "pattern" not in v and same is None and not kinds:
+            raise ctx.fail(where, "no condition", "give it a `pattern` (with a `scope`), `same_text: true` or `kinds`")
+        rx = None
+        if "pattern" in v:
+            pattern = v["pattern"]
+            if not isinstance(pattern, str) or not pattern:
+                raise ctx.fail(where, "the regex is empty or not a string", "quote the regex in single quotes")
+            if SLOT_RE.search(pattern):
+                raise ctx.fail(where, "a veto pattern has no typed slots", "match the scope's text; use `<TYPE>` for inner mentions")
+            pattern = _expand_macros(ctx, where, pattern, macros)
+            flags = regex.IGNORECASE if v.get("ignore_case", False) else 0
+            rx = ctx.compile(where, _spaces_to_whitespace(pattern), flags)
+        out.append(Veto(vid, [str(r) for r in rels], rx, scope, same, [str(k) for k in kinds],
+                        v.get("pattern", ""), v.get("description", "")))
+    return out
 
 
 def _expand_macros(ctx: _Ctx, where: str, pattern: str, macros: dict[str, str]) -> str:

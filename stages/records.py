@@ -22,7 +22,8 @@ Example   (relations -> data/relations/<doc_id>.jsonl, then split/augment)
     id, doc_id, sent_id, text, subj: Span, obj: Span, label (relation name or
     NO_RELATION), rules (every rule id that fired on the pair), origin
     ("auto" | "gold" | "augmented"), source_id (for augmented examples: the id of
-    the example it was made from), page, section.
+    the example it was made from), page, section, and optionally probs (the label
+    model's probability per class; label is then its most probable class).
 """
 from __future__ import annotations
 
@@ -99,6 +100,8 @@ class Example:
     source_id: str | None = None
     page: int = 0
     section: str = ""
+    # the label model's class probabilities (optional): training on soft labels reads them
+    probs: dict[str, float] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Example":

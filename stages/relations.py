@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .patterns import RelationsSpec, Template, load_relations_spec
+from .patterns import RelationsSpec, Template, Veto, load_relations_spec
 from .records import NO_RELATION, AnnotatedSentence, Example, Mention, Span
 
 
@@ -36,6 +36,7 @@ class LabelStats:
     candidates: int = 0
     conflicts: int = 0  # pairs claimed by two or more relations
     vetoed: int = 0  # pairs where a negative cue removed every firing relation
+    veto_votes: int = 0  # pairs at least one veto rule voted NO_RELATION on
     timeouts: Counter = field(default_factory=Counter)
 
 
@@ -103,8 +104,45 @@ class RelationLabeller:
             return False
         return True
 
+    def veto_applies(self, v: Veto, a: Mention, b: Mention) -> bool:
+        if not v.relations:
+            return True
+        return any((a.type, b.type) in self.spec.relations[r].args or (b.type, a.type) in self.spec.relations[r].args
+                   for r in v.relations)
+
+    def fired_vetoes(self, text: str, a: Mention, b: Mention, between: str, kind: str = "body") -> list[str]:
+        """Ids of the veto rules (votes for NO_RELATION) that fire on the pair (a before b).
+        They do not change the patterns' own label: the label model weighs them."""
+        out = []
+        for v in self.spec.vetoes:
+            if not self.veto_applies(v, a, b):
+                continue
+            if v.kinds and kind not in v.kinds:
+                continue
+            if v.same_text is not None and (_fold(a.text) == _fold(b.text)) != v.same_text:
+                continue
+            if v.regex is not None:
+                subj, obj = self._default_direction(a, b)
+                ctx = {
+                    "before": lambda: text[:a.start], "between": lambda: between, "after": lambda: text[b.end:],
+                    "sentence": lambda: text, "first": lambda: a.text, "second": lambda: b.text,
+                    "subj": lambda: subj.text, "obj": lambda: obj.text,
+                    "before_subj": lambda: text[:subj.start], "before_obj": lambda: text[:obj.start],
+                    "after_subj": lambda: text[subj.end:], "after_obj": lambda: text[obj.end:],
+                }[v.scope]()
+                try:
+                    if v.regex.search(ctx, timeout=self.timeout) is None:
+                        continue
+                except TimeoutError:
+                    self.stats.timeouts[v.id] += 1
+                    continue
+            out.append(v.id)
+        if out:
+            self.stats.veto_votes += 1
+        return out
+
     def label_pair(self, text: str, a: Mention, b: Mention,
-                   mentions: list[Mention] | None = None) -> tuple[str, Mention, Mention, list[str], int]:
+                   mentions: list[Mention] | None = None, kind: str = "body") -> tuple[str, Mention, Mention, list[str], int]:
         """Label one candidate (a before b in the text); ``mentions`` (the sentence's) lets
         templates see the mentions between the pair as ``<TYPE>``.
         Returns (label, subject, object, rules fired, number of relations that claimed it)."""
@@ -118,6 +156,7 @@ class RelationLabeller:
                 subj, obj = (a, b) if t.roles[0] == "subj" else (b, a)
                 fired.append((t, subj, obj))
         rules = [t.id for t, _, _ in fired]
+        rules += self.fired_vetoes(text, a, b, between, kind)
         claimed = {t.relation for t, _, _ in fired}
         vetoed: set[str] = set()
         for rel in claimed:
@@ -153,13 +192,17 @@ class RelationLabeller:
         out = []
         for a, b in self.candidates(s.mentions):
             self.stats.candidates += 1
-            label, subj, obj, rules, _ = self.label_pair(s.text, a, b, s.mentions)
+            label, subj, obj, rules, _ = self.label_pair(s.text, a, b, s.mentions, s.kind)
             out.append(Example(
                 id=example_id(s.doc_id, s.sent_id, subj, obj), doc_id=s.doc_id, sent_id=s.sent_id, text=s.text,
                 subj=Span(subj.start, subj.end, subj.type, subj.text), obj=Span(obj.start, obj.end, obj.type, obj.text),
                 label=label, rules=rules, origin="auto", page=s.page, section=s.section,
             ))
         return out
+
+
+def _fold(name: str) -> str:
+    return " ".join(name.casefold().split())
 
 
 def label_sentences(sentences: Iterable[AnnotatedSentence], spec: RelationsSpec,
@@ -211,6 +254,8 @@ def annotation_report(all_examples: list[Example], kept: list[Example], spec: Re
             rule_rel[t.id], rule_kind[t.id] = rel.name, "template"
         for c in rel.negative_cues:
             rule_rel[c.id], rule_kind[c.id] = rel.name, "negative_cue"
+    for v in spec.vetoes:
+        rule_rel[v.id], rule_kind[v.id] = NO_RELATION, "veto"
     n = len(all_examples)
     per: dict[str, dict] = {
         r: {"relation": rule_rel[r], "kind": rule_kind[r], "coverage": 0, "overlaps": 0, "conflicts": 0,

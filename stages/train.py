@@ -67,6 +67,9 @@ class TrainParams:
     device: str = "auto"                  # auto | cpu | cuda
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on CUDA, none on CPU
     log_every: int = 20                   # optimizer steps between progress lines
+    # true: fit the label model's class probabilities (Example.probs) where examples have them,
+    # instead of their single label; false, or no example with probs (gold, SemEval): the hard labels
+    soft_labels: bool = False
 
     def check(self) -> None:
         if self.max_length < 16:
@@ -96,6 +99,32 @@ def balanced_class_weights(label_ids: Sequence[int], num_labels: int, power: flo
     counts = Counter(label_ids)
     n, k = len(label_ids), len(counts)
     return torch.tensor([(n / (k * counts[c])) ** power if counts[c] else 1.0 for c in range(num_labels)])
+
+
+def soft_targets(examples: Sequence[Example], label2id: dict[str, int]) -> torch.Tensor:
+    """One row per example: its label model probabilities over the model's labels (classes the
+    model lacks dropped, the rest renormalised), or one-hot on its label when it has none."""
+    t = torch.zeros((len(examples), len(label2id)))
+    for i, e in enumerate(examples):
+        probs = {k: v for k, v in (e.probs or {}).items() if k in label2id and v > 0}
+        if probs:
+            z = sum(probs.values())
+            for k, v in probs.items():
+                t[i, label2id[k]] = v / z
+        else:
+            t[i, label2id[e.label]] = 1.0
+    return t
+
+
+def soft_loss(logits: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor,
+              weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy against a target distribution, each example weighted by its label's class
+    weight (normalised as the hard loss is)."""
+    ce = -(targets * torch.log_softmax(logits.float(), dim=-1)).sum(-1)
+    if weights is not None:
+        w = weights[labels]
+        return (w * ce).sum() / w.sum()
+    return ce.mean()
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
@@ -251,6 +280,7 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
     encoder = M.MarkerEncoder(tokenizer, entity_types, p.max_length)
     enc = encoder.encode(train)
     y = [label2id[e.label] for e in train]
+    targets = soft_targets(train, label2id) if p.soft_labels and any(e.probs for e in train) else None
     lengths = [len(e.input_ids) for e in enc]
     pad = tokenizer.pad_token_id or 0
 
@@ -301,7 +331,10 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
             batch = {k: v.to(acc.device) for k, v in batch.items()}
             with acc.autocast():
                 logits = model(**batch)
-            loss = classification_loss(logits, batch["labels"], weights, p.label_smoothing, gamma)
+            if targets is not None:
+                loss = soft_loss(logits, targets[bidx].to(acc.device), batch["labels"], weights)
+            else:
+                loss = classification_loss(logits, batch["labels"], weights, p.label_smoothing, gamma)
             acc.backward(loss / p.grad_accum)
             run_loss += loss.item() * len(bidx)
             run_n += len(bidx)

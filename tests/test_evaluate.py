@@ -124,7 +124,10 @@ def test_train_and_evaluate_flows_end_to_end(tmp_path, prefect_server, monkeypat
     assert metrics["n"] == 8
     for name in ("metrics.json", "metrics_gold.json", "confusion.csv", "confusion.png", "errors.jsonl"):
         assert Path("reports", name).exists(), name
-    assert json.loads(Path("reports/metrics_gold.json").read_text())["n"] == 3
+    gm = json.loads(Path("reports/metrics_gold.json").read_text())
+    assert gm["n"] == 3 and gm["sets"]["gold"]["n"] == 3 and "model" in gm["sets"]["gold"]["labellers"]
+    assert any("paleo_dev" in n and "not found" in n for n in gm["notes"])  # ../shared missing: skipped, noted
+    assert len(Path("reports/gold_predictions/gold.jsonl").read_text().splitlines()) == 3
     # no gold data: a small file saying so (DVC needs the declared output)
     Path("data/gold/review1.jsonl").unlink()
     evaluate_flow("params.yaml")

@@ -21,7 +21,7 @@ from pipeline_helpers import ran_stages, run_cmd as _run, stage_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS = ["babcock2007_Episodes_DrumianGSSP_WheelerFm.pdf", "bergstrom2000_Episodes_SandbianGSSP.pdf"]
-STAGES = ["mine", "entities", "relations", "split", "augment", "train", "calibrate", "evaluate"]
+STAGES = ["mine", "entities", "knowledge", "relations", "split", "augment", "train", "calibrate", "evaluate"]
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,8 @@ def project(tmp_path_factory, sample_papers, prefect_server):
 
 def test_first_repro_runs_every_stage_and_writes_every_declared_output(project):
     repo, env, dvc, out = project
-    assert ran_stages(out) == STAGES
+    ran = ran_stages(out)  # knowledge and mine/entities are independent: DVC may run them in either order
+    assert sorted(ran) == sorted(STAGES) and ran[-6:] == STAGES[-6:]
     assert sorted(p.stem for p in (repo / "data" / "mined").glob("*.jsonl")) == sorted(Path(p).stem for p in PAPERS)
     for split in ("train", "dev", "test"):
         assert (repo / "data" / "split" / f"{split}.jsonl").exists()

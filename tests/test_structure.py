@@ -230,6 +230,9 @@ def _default(f: dataclasses.Field):
 def test_every_params_section_has_its_dataclass():
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert set(params_classes()) == set(shipped), "a params.yaml section without a reader, or the reverse"
+    from stages.params import SECTIONS
+
+    assert set(SECTIONS) == set(shipped), "stages/params.py SECTIONS (what load_yaml accepts) differs from params.yaml"
 
 
 @pytest.mark.parametrize("section", sorted(yaml.safe_load((ROOT / "params.yaml").read_text())))

@@ -1,0 +1,364 @@
+"""Weak supervision: veto rules, the label model, knowledge and consistency sources, soft-label
+training targets, the gold table, and params that agree with their dataclasses."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from stages import gold as G
+from stages import weak as W
+from stages.errors import InputError
+from stages.evaluate import EvalParams, relation_scores
+from stages.labelmodel import LabelModelParams, fit
+from stages.patterns import load_entity_types, load_relations_spec
+from stages.records import NO_RELATION, AnnotatedSentence, Example, Mention, Span
+from stages.relations import RelationLabeller
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTITIES = ROOT / "data/patterns/entities.yaml"
+RELATIONS = ROOT / "data/patterns/relations.yaml"
+
+SMALL = """
+version: 1
+relations:
+  found_at:
+    args: [[TAXON, LOC]]
+    templates:
+      - id: found_at.from
+        pattern: '{TAXON} from {LOC}'
+  part_of:
+    args: [[STRAT, STRAT]]
+    templates:
+      - id: part_of.of
+        pattern: '{STRAT:subj} of the {STRAT:obj}'
+vetoes:
+  - id: veto.semicolon
+    pattern: ';'
+  - id: veto.cf
+    relations: [found_at]
+    scope: before_subj
+    pattern: '\\bcf\\.\\s*\\Z'
+  - id: veto.same
+    same_text: true
+  - id: veto.table
+    kinds: [table]
+  - id: veto.inner_taxon
+    relations: [found_at]
+    pattern: '<TAXON>'
+  - id: veto.after
+    scope: after
+    pattern: '^ \\(museum\\)'
+"""
+
+
+def _spec(tmp_path: Path, text: str = SMALL):
+    p = tmp_path / "relations.yaml"
+    p.write_text(text)
+    return load_relations_spec(p, {"TAXON", "LOC", "STRAT", "CHRONO"})
+
+
+def _sentence(text: str, names: list[tuple[str, str]], kind: str = "body", sent_id: int = 0,
+              doc: str = "d") -> AnnotatedSentence:
+    ms, pos = [], 0
+    for name, typ in names:
+        start = text.index(name, pos)
+        ms.append(Mention(start, start + len(name), name, typ, "test"))
+        pos = start + len(name)
+    return AnnotatedSentence(doc, sent_id, 1, "results", text, kind, ms)
+
+
+def _rules(spec, s: AnnotatedSentence) -> dict[tuple[str, str], list[str]]:
+    return {(e.subj.text, e.obj.text): e.rules for e in RelationLabeller(spec).label_sentence(s)}
+
+
+# --- veto rules --------------------------------------------------------------------------
+
+
+def test_vetoes_fire_on_their_scope_and_never_change_the_pattern_label(tmp_path):
+    spec = _spec(tmp_path)
+    r = _rules(spec, _sentence("Xus from Utah; Yus cf. Zus from Texas (museum).",
+                               [("Xus", "TAXON"), ("Utah", "LOC"), ("Zus", "TAXON"), ("Texas", "LOC")]))
+    assert r[("Xus", "Utah")] == ["found_at.from"]
+    assert set(r[("Xus", "Texas")]) == {"veto.semicolon", "veto.inner_taxon", "veto.after"}
+    assert set(r[("Zus", "Texas")]) == {"found_at.from", "veto.cf", "veto.after"}  # cf. right before Zus
+    labs = {(e.subj.text, e.obj.text): e.label for e in RelationLabeller(spec).label_sentence(
+        _sentence("Yus cf. Zus from Texas.", [("Zus", "TAXON"), ("Texas", "LOC")]))}
+    assert labs[("Zus", "Texas")] == "found_at"  # the patterns' own label stays; the label model weighs the veto
+
+
+def test_same_text_and_kind_conditions(tmp_path):
+    spec = _spec(tmp_path)
+    r = _rules(spec, _sentence("The Wheeler Formation and the wheeler  formation again",
+                               [("Wheeler Formation", "STRAT"), ("wheeler  formation", "STRAT")]))
+    assert r[("Wheeler Formation", "wheeler  formation")] == ["veto.same"]
+    table = _sentence("Xus from Utah", [("Xus", "TAXON"), ("Utah", "LOC")], kind="table")
+    assert _rules(spec, table)[("Xus", "Utah")] == ["found_at.from", "veto.table"]
+
+
+@pytest.mark.parametrize("veto, message", [
+    ("{id: v, scope: inside, pattern: x}", "scope = 'inside'"),
+    ("{id: v, relations: [occurs_in], pattern: x}", "relations names 'occurs_in'"),
+    ("{id: v}", "no condition"),
+    ("{id: v, pattern: '{TAXON} x'}", "no typed slots"),
+    ("{id: v, pattern: '(x'}", "does not compile"),
+    ("{id: v, same_text: maybe}", "same_text"),
+])
+def test_bad_vetoes_name_the_rule_and_the_fix(tmp_path, veto, message):
+    text = SMALL.split("vetoes:")[0] + f"vetoes:\n  - {veto}\n"
+    with pytest.raises(InputError) as err:
+        _spec(tmp_path, text)
+    assert "veto 'v'" in str(err.value) and message in str(err.value) and "fix:" in str(err.value)
+
+
+def test_no_relation_as_a_relation_points_to_vetoes(tmp_path):
+    text = SMALL.replace("  part_of:", "  NO_RELATION:\n    args: [[TAXON, LOC]]\n    templates: []\n  part_of:")
+    with pytest.raises(InputError, match="vetoes"):
+        _spec(tmp_path, text)
+
+
+def test_shipped_vetoes_on_real_sentences():
+    spec = load_relations_spec(RELATIONS, load_entity_types(ENTITIES))
+    lab = RelationLabeller(spec)
+    # open nomenclature (claybourn2019): the species after aff. is not identified as it
+    s = _sentence("Pelagiella aff. P. subangulata occurring in the Montenegro Member.",
+                  [("P. subangulata", "TAXON"), ("Montenegro Member", "STRAT")])
+    assert "veto.open_nomenclature" in lab.label_sentence(s)[0].rules
+    # a place that belongs to a nearer taxon (peng2009 style)
+    s = _sentence("Xianfengella prima is known from Yunnan, and Anabarella plana from Siberia.",
+                  [("Xianfengella prima", "TAXON"), ("Yunnan", "LOC"), ("Anabarella plana", "TAXON"), ("Siberia", "LOC")])
+    rules = {(e.subj.text, e.obj.text): e.rules for e in lab.label_sentence(s)}
+    assert "veto.other_taxon_first" in rules[("Xianfengella prima", "Siberia")]
+    assert not any(r.startswith("veto.") for r in rules[("Anabarella plana", "Siberia")])
+    # a genus entry's type species and a bracketed synonym share the genus's occurrence (claybourn2019)
+    s = _sentence("Genus Pelagiella Matthew, 1895 Type species.—Cyrtolites atlanticus Matthew, 1894 by original "
+                  "designation, from the St. John Group of New Brunswick.",
+                  [("Pelagiella", "TAXON"), ("Cyrtolites atlanticus", "TAXON"), ("St. John Group", "STRAT")])
+    rules = {(e.subj.text, e.obj.text): e.rules for e in lab.label_sentence(s)}
+    assert "veto.other_taxon_first" not in rules[("Pelagiella", "St. John Group")]
+
+
+# --- the label model ---------------------------------------------------------------------
+
+
+def test_label_model_recovers_truth_better_than_any_single_source():
+    """Synthetic votes with known accuracies: the posteriors beat the best source and the
+    unvoted candidates take the class balance."""
+    rng = random.Random(0)
+    n = 3000
+    truth = ["r" if rng.random() < 0.6 else NO_RELATION for _ in range(n)]
+    spec = {"t1": ("r", 0.3, 0.02), "t2": ("r", 0.4, 0.05), "v1": (NO_RELATION, 0.5, 0.05),
+            "v2": (NO_RELATION, 0.3, 0.1)}  # source: (class, P(fire | its class), P(fire | other))
+    votes = []
+    for y in truth:
+        v = {}
+        for s, (c, hit, miss) in spec.items():
+            if rng.random() < (hit if y == c else miss):
+                v[s] = c
+        votes.append(v)
+    allowed = [[NO_RELATION, "r"]] * n
+    f = fit(votes, allowed, ["g"] * n, [set(spec)] * n, {s: c for s, (c, _, _) in spec.items()},
+            [NO_RELATION, "r"], LabelModelParams(prior_strength=5))
+    pred = [f.classes[int(k)] for k in f.posteriors.argmax(1)]
+    acc = np.mean([p == t for p, t in zip(pred, truth)])
+    assert acc > 0.75
+    assert abs(f.pi["g"][1] - 0.6) < 0.1
+    assert f.stats["v1"]["estimated_accuracy"] > 0.8 and f.stats["t1"]["coverage"] > 0
+    # a class a candidate's types do not allow gets probability 0
+    f2 = fit([{}], [[NO_RELATION]], ["g"], [set()], {"t1": "r"}, [NO_RELATION, "r"])
+    assert f2.posteriors[0].tolist() == [1.0, 0.0]
+
+
+def test_fixed_no_relation_prior_and_params_checks():
+    votes = [{}] * 10
+    f = fit(votes, [[NO_RELATION, "r"]] * 10, ["g"] * 10, [set()] * 10, {}, [NO_RELATION, "r"],
+            LabelModelParams(no_relation_prior=0.3))
+    assert f.pi["g"][0] == pytest.approx(0.3)
+    assert f.posteriors[0][0] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="label_model.prior_accuracy"):
+        LabelModelParams(prior_accuracy=0.4).check()
+    with pytest.raises(ValueError, match="no_relation_prior"):
+        W.WeakParams(no_relation_prior=1.5).check()
+
+
+def _examples(spec, sentences):
+    lab = RelationLabeller(spec)
+    return [e for s in sentences for e in lab.label_sentence(s)]
+
+
+def test_knowledge_and_consistency_vote(tmp_path):
+    spec = _spec(tmp_path)
+    kfile = tmp_path / "k.csv"
+    kfile.write_text("subject,relation,object\nYus,found_at,Texas\n")
+    knowledge = W.load_knowledge([str(tmp_path / "k.csv")], set(spec.relations))
+    src = W.Sources(spec, knowledge, consistency=True)
+    exs = _examples(spec, [
+        _sentence("Xus from Utah is common.", [("Xus", "TAXON"), ("Utah", "LOC")], sent_id=0),
+        _sentence("In Utah Xus is rare, and Yus lives in Texas.", [("Utah", "LOC"), ("Xus", "TAXON"), ("Yus", "TAXON"), ("Texas", "LOC")], sent_id=1),
+    ])
+    cons = src.templated_pairs(exs)
+    v = {(e.sent_id, e.subj.text, e.obj.text): src.votes(e, cons) for e in exs}
+    assert v[(0, "Xus", "Utah")] == {"found_at.from": "found_at"}
+    assert v[(1, "Xus", "Utah")] == {"consistency:found_at": "found_at"}
+    assert v[(1, "Yus", "Texas")] == {"knowledge:found_at": "found_at"}
+    res = W.weak_label(exs, src, W.WeakParams())
+    by = {(e.sent_id, e.subj.text, e.obj.text): e for e in res.examples}
+    assert by[(0, "Xus", "Utah")].label == "found_at" and sum(by[(0, "Xus", "Utah")].probs.values()) == pytest.approx(1, abs=1e-3)
+    assert set(by[(1, "Yus", "Texas")].probs) <= {NO_RELATION, "found_at"}
+    kfile.write_text("Yus,lives_in,Texas\n")
+    with pytest.raises(InputError, match=r"k.csv:1: relation 'lives_in'"):
+        W.load_knowledge([str(kfile)], set(spec.relations))
+    assert W.load_knowledge([str(tmp_path / "missing")], set(spec.relations)) == {}  # not built yet: skipped
+
+
+def test_knowledge_built_from_a_gazetteer_table(tmp_path):
+    from stages.knowledge import KnowledgeParams, build_rows, to_csv
+
+    src = tmp_path / "formations.csv"
+    src.write_text("LEX_CODE,UNIT_NAME,OLDEST_AGE_TRANS,YOUNGEST_AGE_TRANS\n"
+                   "ABI,Abbotsbury Ironstone Formation,Kimmeridgian Age,Kimmeridgian Age\n"
+                   "ADS,Ardnish Formation,Hettangian Age,Sinemurian Age\n")
+    source = {"name": "t", "file": str(src), "subject": "UNIT_NAME", "relation": "assigned_to",
+              "objects": ["OLDEST_AGE_TRANS", "YOUNGEST_AGE_TRANS"], "strip": " Age$", "variants": ["{name}", "{name} Stage"]}
+    rows = build_rows(source)
+    assert rows[:2] == [("Abbotsbury Ironstone Formation", "assigned_to", "Kimmeridgian"),
+                        ("Abbotsbury Ironstone Formation", "assigned_to", "Kimmeridgian Stage")]
+    assert len(rows) == 6  # Kimmeridgian twice is one fact
+    out = tmp_path / "k" / "t.csv"
+    out.parent.mkdir()
+    out.write_text(to_csv(rows))
+    facts = W.load_knowledge([str(out.parent)], {"assigned_to"})
+    assert facts[("ardnish formation", "sinemurian stage")] == {"assigned_to"}
+    with pytest.raises(InputError, match="UNIT"):
+        build_rows({**source, "subject": "UNIT"})
+    with pytest.raises(ValueError, match=r"knowledge.sources\[0\]: missing"):
+        KnowledgeParams(sources=[{"name": "x"}]).check()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    shipped = KnowledgeParams(**params["knowledge"])
+    shipped.check()
+    assert shipped.out_dir == KnowledgeParams().out_dir
+
+
+def test_fitted_model_round_trips_and_scores_new_pairs(tmp_path):
+    spec = _spec(tmp_path)
+    src = W.Sources(spec, {}, True)
+    exs = _examples(spec, [_sentence(f"Xus from Utah{i}; Yus from Texas{i}.",
+                                     [("Xus", "TAXON"), (f"Utah{i}", "LOC"), ("Yus", "TAXON"), (f"Texas{i}", "LOC")],
+                                     sent_id=i) for i in range(10)])
+    res = W.weak_label(exs, src, W.WeakParams())
+    W.save_fitted(tmp_path / "lm.json", res.fitted)
+    back = W.load_fitted(tmp_path / "lm.json")
+    again = W.posteriors(back, src, exs)
+    assert [max(p, key=p.get) for p in again] == [e.label for e in res.examples]
+    labels = {(e.subj.text, e.obj.text[:4]): e.label for e in res.examples}
+    assert labels[("Xus", "Utah")] == "found_at" and labels[("Xus", "Texa")] == NO_RELATION
+    with pytest.raises(InputError, match="dvc repro relations"):
+        W.load_fitted(tmp_path / "none.json")
+
+
+# --- soft-label training targets -------------------------------------------------------------
+
+
+def test_soft_targets_and_loss():
+    import torch
+
+    from stages.train import classification_loss, soft_loss, soft_targets
+
+    sp = Span(0, 1, "TAXON", "X")
+    a = Example("a", "d", 0, "X Y", sp, Span(2, 3, "LOC", "Y"), "found_at", probs={"found_at": 0.6, NO_RELATION: 0.3, "x": 0.1})
+    b = Example("b", "d", 0, "X Y", sp, Span(2, 3, "LOC", "Y"), NO_RELATION)
+    t = soft_targets([a, b], {NO_RELATION: 0, "found_at": 1})
+    assert t[0].tolist() == pytest.approx([1 / 3, 2 / 3]) and t[1].tolist() == [1.0, 0.0]
+    logits = torch.tensor([[0.2, 1.0], [2.0, -1.0]])
+    labels = torch.tensor([1, 0])
+    hard = classification_loss(logits, labels)
+    assert soft_loss(logits, torch.eye(2)[labels], labels).item() == pytest.approx(hard.item(), abs=1e-6)
+    w = torch.tensor([1.0, 3.0])
+    assert soft_loss(logits, t, labels, w).item() != pytest.approx(soft_loss(logits, t, labels).item())
+
+
+# --- the gold table -----------------------------------------------------------------------------
+
+
+def _gold_records():
+    text = "Xus from Utah; Yus from Texas."
+    spans = {"Xus": Span(0, 3, "TAXON", "Xus"), "Utah": Span(9, 13, "LOC", "Utah"),
+             "Yus": Span(15, 18, "TAXON", "Yus"), "Texas": Span(24, 29, "LOC", "Texas")}
+    out = []
+    for i, (s, o, lab) in enumerate([("Xus", "Utah", "found_at"), ("Xus", "Texas", NO_RELATION),
+                                     ("Yus", "Texas", "found_at"), ("Yus", "Utah", NO_RELATION)]):
+        out.append(Example(f"g{i}", "d", 0, text, spans[s], spans[o], lab, origin="gold"))
+    out.append(Example("h", "e", 3, "Zus in Peru.", Span(0, 3, "TAXON", "Zus"), Span(7, 11, "LOC", "Peru"),
+                       "found_at", origin="gold"))
+    return out
+
+
+def test_gold_table_recomputes_patterns_and_bootstraps_sentences(tmp_path):
+    spec = _spec(tmp_path)
+    gold = _gold_records()
+    view = G.pattern_view(gold, RelationLabeller(spec))
+    assert [v.label for v in view] == ["found_at", NO_RELATION, "found_at", NO_RELATION, NO_RELATION]
+    assert "veto.semicolon" in view[1].rules  # the sentence's other gold spans are its mentions
+    args = {n: r.args for n, r in spec.relations.items()}
+    preds = {"patterns": [v.label for v in view], "cooccurrence": [G.cooccurrence_label(g, args) for g in gold]}
+    assert preds["cooccurrence"] == ["found_at"] * 5
+    res = G.score_gold_set(gold, preds, relation_scores, bootstrap=50, seed=1, seen_sentences={gold[0].text})
+    pat = res["labellers"]["patterns"]
+    assert (pat["micro_precision"], pat["micro_recall"]) == (1.0, pytest.approx(2 / 3, abs=1e-3))
+    assert res["sentences"] == 2 and res["bootstrap"]["unit"] == "sentence"
+    # resampling sentences: recall is 2/3, or 1 (sentence 1 alone twice), or 0 (Peru alone twice); never pair mixes
+    ci = pat["ci95"]["micro_recall"]
+    assert ci["low"] in (0.0, pytest.approx(2 / 3, abs=1e-3)) and ci["high"] in (1.0, pytest.approx(2 / 3, abs=1e-3))
+    assert res["unseen"]["n"] == 1 and res["unseen"]["labellers"]["patterns"]["micro_recall"] == 0.0
+    txt = G.markdown_table("toy", res)
+    assert "patterns" in txt and "cooccurrence" in txt
+    recs = G.prediction_records(gold, preds, {"rules": [v.rules for v in view]}, {gold[0].text})
+    assert recs[1]["patterns"] == NO_RELATION and recs[0]["sentence_in_training"] and not recs[4]["sentence_in_training"]
+
+
+# --- params.yaml agrees with the dataclasses --------------------------------------------------------
+
+
+def test_new_params_agree_with_their_dataclasses():
+    from flows.calibrate import CalibrateParams
+    from stages.train import TrainParams
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, cls, keys in [
+        ("label_model", W.WeakParams, None),
+        ("train", TrainParams, ["soft_labels"]),
+        ("evaluate", EvalParams, ["gold_sets", "label_model", "train_data"]),
+        ("calibrate", CalibrateParams, ["gold_dir", "min_dev_support"]),
+    ]:
+        default = cls()
+        for k in keys or params[section]:
+            assert params[section][k] == getattr(default, k), f"{section}.{k}"
+
+
+# --- calibration never switches a relation off ---------------------------------------------------
+
+
+def test_calibration_keeps_argmax_where_a_threshold_would_switch_a_relation_off():
+    from stages.calibrate import fit_calibration
+
+    labels = [NO_RELATION, "r", "s"]
+    allowed = {"r": [["A", "B"]], "s": [["A", "B"]]}
+    rng = np.random.default_rng(0)
+    logits, gold = [], []
+    for i in range(60):  # s: 2 dev examples only; r: its dev positives score lower than its dev negatives
+        y = "s" if i < 2 else ("r" if i % 3 == 0 else NO_RELATION)
+        r_score = 0.2 if y == "r" else 1.5
+        logits.append([1.0 + rng.normal(0, 0.01), r_score, 3.0 if y == "s" else -2.0])
+        gold.append(y)
+    cal = fit_calibration(np.array(logits), gold, labels, ["A"] * 60, ["B"] * 60, allowed,
+                          cross_fit_repeats=0, min_dev_support=3)
+    assert cal.thresholds["s"] is None
+    assert any(w.startswith("s: 2 dev example") for w in cal.report["warnings"])
+    probs = cal.proba(np.array(logits), ["A"] * 60, ["B"] * 60)
+    decided, _ = cal.decide(probs)
+    argmax = [labels[k] for k in probs.argmax(1)]
+    for rel in ("r", "s"):
+        assert (rel in argmax) <= (rel in decided), rel  # never switched off
