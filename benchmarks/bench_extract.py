@@ -44,7 +44,8 @@ def _params(tmp: Path, cache: str, model_dir: Path) -> Path:
 
 def _candidates(pdfs: list[Path], tmp: Path) -> list:
     from flows.common import load_params
-    from flows.extract import ExtractParams, paper_candidates
+    from flows.extract import paper_candidates
+    from stages.extract import ExtractParams
     from stages.mine import MineParams, close_workers
     from stages.records import Example
 
@@ -68,13 +69,12 @@ def _throwaway_model(candidates: list, out: Path) -> Path:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    from flows.extract import ExtractParams, resolve_calibration, run_extract
-    from stages.model import load_trained_model
-    from stages.patterns import schema_args
-    from stages.extract import classify
-    from stages.model import cpu_count
-
     import logging
+
+    from flows.extract import resolve_calibration, run_extract
+    from stages.extract import ExtractParams, classify
+    from stages.model import cpu_count, load_trained_model
+    from stages.patterns import schema_args
 
     names = PAPERS[:1] if quick else PAPERS
     n_rep = 1 if quick else 3

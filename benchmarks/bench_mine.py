@@ -121,10 +121,10 @@ def bench_incremental(files: list[Path], workers: int) -> dict[str, Any]:
     from concurrent.futures import ThreadPoolExecutor
 
     import stages.mine as mine_mod
-    from flows.common import RunParams
     from flows.mine import _run_mine
-    from stages.mine_cache import mine_one
     from stages.mine import MineParams
+    from stages.mine_cache import mine_one
+    from stages.params import RunParams
 
     new = files[-1]
     with tempfile.TemporaryDirectory(prefix="relmine-bench-") as tmp:

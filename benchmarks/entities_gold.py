@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Iterable
 
 from flows.common import PARAMS_FILE, load_params
-from flows.entities import EntitiesParams
-from stages.entities import EntityAnnotator
+from stages.entities import EntitiesParams, EntityAnnotator
 from stages.errors import InputError
 from stages.patterns import load_entity_spec
 from stages.records import Mention, atomic_write_json

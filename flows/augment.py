@@ -15,9 +15,10 @@ from pathlib import Path
 
 from prefect import flow, task, unmapped
 
-from flows.common import RunParams, cli_args, load_params, load_run_params, make_task_runner, run_main
+from flows.common import cli_args, load_params, load_run_params, make_task_runner, run_main
 from stages.augment import AugmentParams, TranslationCache, augment_examples, check_backend, get_backend
 from stages.errors import InputError
+from stages.params import RunParams
 from stages.records import Example, atomic_write_json, read_records, write_jsonl
 
 log = logging.getLogger("relmine.augment")

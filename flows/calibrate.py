@@ -15,48 +15,21 @@ the temperature (NLL) and each relation's F1-maximising threshold, and writes
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import cli_args, load_params, run_main
-from stages.calibrate import Calibration, fit_calibration, model_fingerprint, save_calibration
-from stages.params import INFER_BATCH_SIZE, check_inference_dtype
+from stages.calibrate import (
+    CalibrateParams,
+    Calibration,
+    fit_calibration,
+    model_fingerprint,
+    save_calibration,
+)
 from stages.patterns import schema_args
 from stages.records import atomic_write_json, read_examples
-
-
-
-@dataclass
-class CalibrateParams:
-    model_dir: str = "models/relmine"
-    dev: str = "data/split/dev.jsonl"
-    relation_patterns: str = "data/patterns/relations.yaml"
-    entity_patterns: str = "data/patterns/entities.yaml"
-    out: str = "models/relmine.calibration.json"
-    report: str = "reports/calibration.json"
-    bins: int = 15  # equal-width confidence bins for the ECE
-    cross_fit_repeats: int = 20  # 2-fold dev splits that check each tuned threshold against argmax (0: keep all)
-    seed: int = 13
-    batch_size: int = INFER_BATCH_SIZE
-    dtype: str = "auto"  # as extract and evaluate use the model
-    # a folder of human-labelled pairs (*.jsonl, relmine Example format) to calibrate on instead of
-    # the pattern-labelled dev split; null or an empty folder: the dev split
-    gold_dir: str | None = None
-    min_dev_support: int = 3  # a relation with fewer calibration examples keeps the argmax (no threshold)
-
-    def check(self) -> None:
-        if self.min_dev_support < 1:
-            raise ValueError("calibrate.min_dev_support must be >= 1; set e.g. 3")
-        if not 2 <= self.bins <= 100:
-            raise ValueError("bins must be between 2 and 100")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        if not 0 <= self.cross_fit_repeats <= 1000:
-            raise ValueError("cross_fit_repeats must be between 0 (no check) and 1000")
-        check_inference_dtype(self.dtype)
 
 
 def calibration_examples(p: CalibrateParams, log: Any) -> list:

@@ -8,29 +8,13 @@ import os
 import shutil
 import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from stages.errors import InputError
-from stages.params import ParamsError, load_yaml, parse_params
+from stages.params import ParamsError, RunParams, load_yaml, parse_params
 
 PARAMS_FILE = os.environ.get("RELMINE_PARAMS", "params.yaml")
-
-
-@dataclass
-class RunParams:
-    """``run`` section: how flows execute, shared by the mapped stages."""
-
-    task_runner: Literal["threads", "dask"] = "threads"
-    max_workers: int = 2
-    dask_address: str | None = None  # an existing cluster, e.g. tcp://10.0.0.5:8786
-    dask_workers: int = 2  # size of the local cluster when no address is given
-    cache_dir: str = ".relmine-cache"
-
-    def check(self) -> None:
-        if self.max_workers < 1:
-            raise ValueError("max_workers must be >= 1")
 
 
 def load_section(section: str, path: str | Path | None = None) -> dict[str, Any]:

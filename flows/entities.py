@@ -14,37 +14,28 @@ import json
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import cli_args, load_params, load_run_params, make_task_runner, new_tmp_dir, run_main, swap_dir
+from flows.common import (
+    cli_args,
+    load_params,
+    load_run_params,
+    make_task_runner,
+    new_tmp_dir,
+    run_main,
+    swap_dir,
+)
 from stages import entities as entities_mod
 from stages import patterns as patterns_mod
 from stages import records as records_mod
 from stages.cache import ResultCache, code_version, file_digest, make_key
-from stages.entities import AnnotatorStats, get_annotator, with_given
-from stages.patterns import load_entity_spec
+from stages.entities import AnnotatorStats, EntitiesParams, get_annotator, with_given
 from stages.errors import InputError
+from stages.patterns import load_entity_spec
 from stages.records import AnnotatedSentence, Sentence, atomic_write_json, read_records, to_dict
-
-@dataclass
-class EntitiesParams:
-    mined_dir: str = "data/mined"
-    patterns: str = "data/patterns/entities.yaml"
-    out_dir: str = "data/entities"
-    report: str = "reports/entities.json"
-    gazetteers_dir: str = "data/gazetteers"  # holds every gazetteer file the patterns name (a DVC dependency)
-    skip_sections: list[str] = field(default_factory=lambda: ["references"])
-    regex_timeout_s: float = 1.0
-    given: Literal["ignore", "only", "plus_patterns"] = "ignore"  # mentions already in the input records
-
-    def check(self) -> None:
-        if self.regex_timeout_s <= 0:
-            raise ValueError("regex_timeout_s must be > 0")
 
 
 def code_digest() -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,28 +32,8 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import cli_args, load_params, load_run_params, make_task_runner, run_main
 from stages.errors import InputError
-from stages.params import INFER_BATCH_SIZE, check_inference_dtype
+from stages.extract import ExtractParams
 from stages.records import AnnotatedSentence, Example, to_dict
-
-
-@dataclass
-class ExtractParams:
-    model_dir: str = "models/relmine"
-    calibration: str | None = None  # None: <model_dir>/calibration.json or <model_dir>.calibration.json
-    entity_patterns: str = "data/patterns/entities.yaml"
-    relation_patterns: str = "data/patterns/relations.yaml"
-    skip_sections: list[str] = field(default_factory=lambda: ["references"])
-    regex_timeout_s: float = 1.0
-    min_confidence: float | None = None  # set: replaces every per-relation threshold
-    batch_size: int = INFER_BATCH_SIZE
-    dtype: str = "auto"
-
-    def check(self) -> None:
-        if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
-            raise ValueError("min_confidence must be in [0, 1] (or null)")
-        if self.batch_size < 1 or self.regex_timeout_s <= 0:
-            raise ValueError("batch_size must be >= 1 and regex_timeout_s > 0")
-        check_inference_dtype(self.dtype)
 
 
 def collect_pdfs(paths: list[str]) -> tuple[list[tuple[Path, str]], list[dict[str, str]]]:

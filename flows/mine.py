@@ -31,10 +31,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 import stages.mine as mine_mod
-from flows.common import RunParams, cli_args, load_params, load_run_params, make_task_runner, run_main
+from flows.common import cli_args, load_params, load_run_params, make_task_runner, run_main
 from stages.errors import InputError
 from stages.mine import MineParams
 from stages.mine_cache import mine_caches, mine_one, paper_key, sentences_for, sentences_text_for
+from stages.params import RunParams
 from stages.records import Sentence, atomic_write_json
 
 log = logging.getLogger("relmine.mine")

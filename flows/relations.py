@@ -16,7 +16,6 @@ import json
 import shutil
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
@@ -48,27 +47,15 @@ from stages.records import (
     to_dict,
     write_jsonl,
 )
-from stages.relations import RelationLabeller, annotation_report, get_spec, report_markdown, sample_negatives
+from stages.relations import (
+    RelationLabeller,
+    RelationsParams,
+    annotation_report,
+    get_spec,
+    report_markdown,
+    sample_negatives,
+)
 from stages.weak import WeakParams
-
-
-@dataclass
-class RelationsParams:
-    entities_dir: str = "data/entities"
-    patterns: str = "data/patterns/relations.yaml"
-    entity_patterns: str = "data/patterns/entities.yaml"  # where the entity types are declared
-    out_dir: str = "data/relations"
-    report: str = "reports/annotation.json"
-    report_md: str = "reports/annotation.md"
-    negative_ratio: float = 4.0
-    seed: int = 13
-    regex_timeout_s: float = 1.0
-
-    def check(self) -> None:
-        if self.negative_ratio < 0:
-            raise ValueError("negative_ratio must be >= 0")
-        if self.regex_timeout_s <= 0:
-            raise ValueError("regex_timeout_s must be > 0")
 
 
 def code_digest() -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,30 +34,15 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import PARAMS_FILE, load_params, run_main
 from stages.errors import InputError
-from stages.params import INFER_BATCH_SIZE, check_inference_dtype
-from stages.records import Example, atomic_write_json, atomic_write_text, iter_jsonl, read_examples, write_jsonl
-
-
-
-@dataclass
-class ReviewParams:
-    examples: list[str] = field(default_factory=lambda: ["data/relations"])  # JSONL files or folders
-    model_dir: str = "models/relmine"
-    calibration: str | None = None  # None: found with the model
-    gold_dir: str = "data/gold"
-    entity_patterns: str = "data/patterns/entities.yaml"
-    relation_patterns: str = "data/patterns/relations.yaml"
-    per_class: int = 10
-    seed: int = 13
-    batch_size: int = INFER_BATCH_SIZE
-    dtype: str = "auto"
-
-    def check(self) -> None:
-        if self.per_class < 1:
-            raise ValueError("per_class must be >= 1")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        check_inference_dtype(self.dtype)
+from stages.records import (
+    Example,
+    atomic_write_json,
+    atomic_write_text,
+    iter_jsonl,
+    read_examples,
+    write_jsonl,
+)
+from stages.review import ReviewParams
 
 
 def read_example_sources(sources: list[str]) -> list[Example]:

@@ -31,6 +31,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .errors import InputError
+from .params import INFER_BATCH_SIZE, check_inference_dtype
 from .records import NO_RELATION, atomic_write_json
 
 CALIBRATION_FILE = "calibration.json"
@@ -458,3 +459,33 @@ def resolve_calibration(model_dir: str | Path, model_labels: Sequence[str], logg
                        path, model_dir)
         return None, None
     return cal, path
+
+
+@dataclass
+class CalibrateParams:
+    model_dir: str = "models/relmine"
+    dev: str = "data/split/dev.jsonl"
+    relation_patterns: str = "data/patterns/relations.yaml"
+    entity_patterns: str = "data/patterns/entities.yaml"
+    out: str = "models/relmine.calibration.json"
+    report: str = "reports/calibration.json"
+    bins: int = 15  # equal-width confidence bins for the ECE
+    cross_fit_repeats: int = 20  # 2-fold dev splits that check each tuned threshold against argmax (0: keep all)
+    seed: int = 13
+    batch_size: int = INFER_BATCH_SIZE
+    dtype: str = "auto"  # as extract and evaluate use the model
+    # a folder of human-labelled pairs (*.jsonl, relmine Example format) to calibrate on instead of
+    # the pattern-labelled dev split; null or an empty folder: the dev split
+    gold_dir: str | None = None
+    min_dev_support: int = 3  # a relation with fewer calibration examples keeps the argmax (no threshold)
+
+    def check(self) -> None:
+        if self.min_dev_support < 1:
+            raise ValueError("calibrate.min_dev_support must be >= 1; set e.g. 3")
+        if not 2 <= self.bins <= 100:
+            raise ValueError("bins must be between 2 and 100")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if not 0 <= self.cross_fit_repeats <= 1000:
+            raise ValueError("cross_fit_repeats must be between 0 (no check) and 1000")
+        check_inference_dtype(self.dtype)

@@ -28,7 +28,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Literal
 
 import ahocorasick
 
@@ -361,3 +361,19 @@ def with_given(given: list[AnnotatedSentence], found: list[AnnotatedSentence] | 
                 stats.mentions[m.type] += 1
                 stats.sources[m.source] += 1
     return out
+
+
+@dataclass
+class EntitiesParams:
+    mined_dir: str = "data/mined"
+    patterns: str = "data/patterns/entities.yaml"
+    out_dir: str = "data/entities"
+    report: str = "reports/entities.json"
+    gazetteers_dir: str = "data/gazetteers"  # holds every gazetteer file the patterns name (a DVC dependency)
+    skip_sections: list[str] = field(default_factory=lambda: ["references"])
+    regex_timeout_s: float = 1.0
+    given: Literal["ignore", "only", "plus_patterns"] = "ignore"  # mentions already in the input records
+
+    def check(self) -> None:
+        if self.regex_timeout_s <= 0:
+            raise ValueError("regex_timeout_s must be > 0")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .errors import InputError
-from .params import INFER_BATCH_SIZE
+from .params import INFER_BATCH_SIZE, check_inference_dtype
 from .records import NO_RELATION, Example, atomic_write_text
 
 COLUMNS = ("subject", "subject_type", "relation", "object", "object_type", "confidence", "paper", "page",
@@ -189,3 +189,23 @@ def classify(model, examples: Sequence[Example], calibration, allowed, min_confi
     probs = cal.proba(logits, [e.subj.type for e in examples], [e.obj.type for e in examples], allowed)
     labels, conf = cal.decide(probs, min_confidence)
     return labels, [float(c) for c in conf]
+
+
+@dataclass
+class ExtractParams:
+    model_dir: str = "models/relmine"
+    calibration: str | None = None  # None: <model_dir>/calibration.json or <model_dir>.calibration.json
+    entity_patterns: str = "data/patterns/entities.yaml"
+    relation_patterns: str = "data/patterns/relations.yaml"
+    skip_sections: list[str] = field(default_factory=lambda: ["references"])
+    regex_timeout_s: float = 1.0
+    min_confidence: float | None = None  # set: replaces every per-relation threshold
+    batch_size: int = INFER_BATCH_SIZE
+    dtype: str = "auto"
+
+    def check(self) -> None:
+        if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
+            raise ValueError("min_confidence must be in [0, 1] (or null)")
+        if self.batch_size < 1 or self.regex_timeout_s <= 0:
+            raise ValueError("batch_size must be >= 1 and regex_timeout_s > 0")
+        check_inference_dtype(self.dtype)

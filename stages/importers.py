@@ -349,3 +349,27 @@ def gold_examples(sentences: Iterable[GivenSentence], allowed: Mapping[str, list
                                text=s.text, subj=sp, obj=op, label=lab, rules=[], origin="gold", page=s.page,
                                section=s.section))
     return out
+
+
+@dataclass
+class ImportParams:
+    format: str = "jsonl"  # jsonl | brat | bioc
+    input: str = ""  # the corpus: a file or a folder
+    name: str = "imported"  # gold file name: <gold_dir>/<name>.jsonl
+    out_dir: str = "data/imported"  # AnnotatedSentence per document (entities.mined_dir for entities.given)
+    gold: bool = True  # write the labelled pairs as gold examples
+    gold_dir: str = "data/gold"
+    labelled_only: bool = False  # true: only the pairs the corpus labels (no NO_RELATION for the others)
+    entity_patterns: str = "data/patterns/entities.yaml"  # where the entity types are declared
+    relation_patterns: str = "data/patterns/relations.yaml"
+    type_map: dict[str, str] = field(default_factory=dict)  # corpus type -> schema type
+    label_map: dict[str, str] = field(default_factory=dict)  # corpus label -> relation (or NO_RELATION)
+    report: str = "reports/import.json"
+
+    def check(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+        if not self.input:
+            raise ValueError("input is empty: set it to the corpus file or folder")
+        if not self.name or "/" in self.name:
+            raise ValueError("name must be a plain file name (the gold file is <gold_dir>/<name>.jsonl)")

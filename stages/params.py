@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import typing
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
@@ -158,3 +158,18 @@ INFER_BATCH_SIZE = 32
 def check_inference_dtype(dtype: str) -> None:
     if dtype not in INFERENCE_DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(INFERENCE_DTYPES)}, not {dtype!r}")
+
+
+@dataclasses.dataclass
+class RunParams:
+    """``run`` section: how flows execute, shared by the mapped stages."""
+
+    task_runner: Literal["threads", "dask"] = "threads"
+    max_workers: int = 2
+    dask_address: str | None = None  # an existing cluster, e.g. tcp://10.0.0.5:8786
+    dask_workers: int = 2  # size of the local cluster when no address is given
+    cache_dir: str = ".relmine-cache"
+
+    def check(self) -> None:
+        if self.max_workers < 1:
+            raise ValueError("max_workers must be >= 1")

@@ -347,3 +347,22 @@ def get_spec(patterns: str, digest: str, types: list[str]) -> RelationsSpec:
         if key not in _SPECS:
             _SPECS[key] = load_relations_spec(patterns, set(types))
         return _SPECS[key]
+
+
+@dataclass
+class RelationsParams:
+    entities_dir: str = "data/entities"
+    patterns: str = "data/patterns/relations.yaml"
+    entity_patterns: str = "data/patterns/entities.yaml"  # where the entity types are declared
+    out_dir: str = "data/relations"
+    report: str = "reports/annotation.json"
+    report_md: str = "reports/annotation.md"
+    negative_ratio: float = 4.0
+    seed: int = 13
+    regex_timeout_s: float = 1.0
+
+    def check(self) -> None:
+        if self.negative_ratio < 0:
+            raise ValueError("negative_ratio must be >= 0")
+        if self.regex_timeout_s <= 0:
+            raise ValueError("regex_timeout_s must be > 0")

@@ -39,6 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from xml.sax.saxutils import quoteattr
 
 from .errors import InputError
+from .params import INFER_BATCH_SIZE, check_inference_dtype
 from .records import NO_RELATION, Example, Span
 
 CSV_COLUMNS = ("id", "doc_id", "page", "section", "sentence", "subject", "subject_type", "object", "object_type",
@@ -400,3 +401,24 @@ def check_batch_name(name: str) -> str:
         raise InputError(f"batch name {name!r}: use letters, digits, '_', '-' or '.' (it names "
                          "data/gold/<batch>.jsonl); fix: e.g. --batch review-001")
     return name
+
+
+@dataclass
+class ReviewParams:
+    examples: list[str] = field(default_factory=lambda: ["data/relations"])  # JSONL files or folders
+    model_dir: str = "models/relmine"
+    calibration: str | None = None  # None: found with the model
+    gold_dir: str = "data/gold"
+    entity_patterns: str = "data/patterns/entities.yaml"
+    relation_patterns: str = "data/patterns/relations.yaml"
+    per_class: int = 10
+    seed: int = 13
+    batch_size: int = INFER_BATCH_SIZE
+    dtype: str = "auto"
+
+    def check(self) -> None:
+        if self.per_class < 1:
+            raise ValueError("per_class must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        check_inference_dtype(self.dtype)

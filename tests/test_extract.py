@@ -10,15 +10,20 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 import yaml
 
-import helpers
-
 from stages.errors import InputError
 from stages.extract import (
-    RelationRow, classified_rows, classify, dedupe, norm_name, read_rows, write_rows,
+    RelationRow,
+    classified_rows,
+    classify,
+    dedupe,
+    norm_name,
+    read_rows,
+    write_rows,
 )
 from stages.records import NO_RELATION, Example, Span
 
@@ -117,7 +122,8 @@ def make_tiny_bert(folder: Path, texts: list[str]) -> Path:
 def workspace(tmp_path_factory, sample_papers, prefect_server):
     """A params file pointing every path into tmp, the paper's candidates (mined with the
     mine code through the extract task), and a tiny model trained on them."""
-    from flows.extract import ExtractParams, paper_candidates
+    from flows.extract import paper_candidates
+    from stages.extract import ExtractParams
     from stages.mine import MineParams
     from stages.train import TrainParams, train_model
 
@@ -276,8 +282,8 @@ def test_review_export_with_the_model_picks_least_confident_per_class(workspace)
 
 def test_rows_merge_an_abbreviated_name_with_the_full_name_of_the_paper(tmp_path, sample_papers):
     """babcock2007 writes "Ptychagnostus atavus", later "P. atavus": one taxon, one row per relation."""
-    from flows.extract import ExtractParams, paper_candidates
-    from stages.extract import classified_rows, dedupe
+    from flows.extract import paper_candidates
+    from stages.extract import ExtractParams, classified_rows, dedupe
     from stages.mine import MineParams
 
     pdf = next(sample_papers.glob("babcock2007*.pdf"))

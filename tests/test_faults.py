@@ -109,7 +109,8 @@ def test_names_that_differ_only_by_case_are_reported_not_overwritten(tmp_path, s
 
 
 def _candidates(pdf: Path, cache: Path, doc_id: str | None = None) -> dict:
-    from flows.extract import ExtractParams, paper_candidates
+    from flows.extract import paper_candidates
+    from stages.extract import ExtractParams
     from stages.mine import MineParams
 
     args = (str(pdf), MineParams(ocr=False, isolate=False).__dict__, str(cache), ExtractParams())

@@ -230,6 +230,8 @@ def _default(f: dataclasses.Field):
 def test_every_params_section_has_its_dataclass():
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert set(params_classes()) == set(shipped), "a params.yaml section without a reader, or the reverse"
+    in_flows = sorted(f"{m}.{c}" for m, c in params_classes().values() if not m.startswith("stages."))
+    assert not in_flows, f"params dataclasses belong in stages/ (one place for every default): {in_flows}"
     from stages.params import SECTIONS
 
     assert set(SECTIONS) == set(shipped), "stages/params.py SECTIONS (what load_yaml accepts) differs from params.yaml"

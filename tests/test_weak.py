@@ -323,7 +323,7 @@ def test_gold_table_recomputes_patterns_and_bootstraps_sentences(tmp_path):
 
 
 def test_new_params_agree_with_their_dataclasses():
-    from flows.calibrate import CalibrateParams
+    from stages.calibrate import CalibrateParams
     from stages.train import TrainParams
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
