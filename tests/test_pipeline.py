@@ -91,7 +91,7 @@ def test_second_repro_runs_nothing(project):
     repo, env, dvc, _ = project
     out = _run(dvc + ["repro"], repo, env)
     assert ran_stages(out) == []
-    assert "up to date" in _run(dvc + ["status"], repo, env)
+    assert "up to date" in _run(dvc + ["status", "dvc.yaml"], repo, env)
 
 
 def test_execution_settings_rerun_nothing(project):
@@ -103,7 +103,7 @@ def test_execution_settings_rerun_nothing(project):
     params["run"]["max_workers"] += 1
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        assert "up to date" in _run(dvc + ["status"], repo, env)
+        assert "up to date" in _run(dvc + ["status", "dvc.yaml"], repo, env)
     finally:
         params_path.write_text(original)
 
@@ -118,7 +118,7 @@ def test_a_comment_in_relation_patterns_reruns_only_the_stages_reading_it(projec
     before = _lock_outs(repo, "relations")
     patterns = repo / "data" / "patterns" / "relations.yaml"
     patterns.write_text(patterns.read_text() + "\n# curator note: edited by the end-to-end test\n")
-    status = json.loads(_run(dvc + ["status", "--json"], repo, env))
+    status = json.loads(_run(dvc + ["status", "dvc.yaml", "--json"], repo, env))
     assert "relations" in status
     assert "mine" not in status and "entities" not in status
     out = _run(dvc + ["repro"], repo, env)
@@ -163,7 +163,7 @@ def test_a_second_domain_builds_apart_from_the_default(project, hard_pdfs):
     annotation = json.loads((repo / "domains/methods/reports/annotation.json").read_text())
     assert annotation["candidates_per_class"].get("trained_on", 0) > 0  # the domain's own rules fired
     assert (repo / "reports" / "metrics.json").read_bytes() == default_metrics
-    assert "up to date" in _run(dvc + ["status"], repo, env)  # the default domain
+    assert "up to date" in _run(dvc + ["status", "dvc.yaml"], repo, env)  # the default domain
     assert "up to date" in _run(dvc + ["status", "domains/methods/dvc.yaml"], repo, env)
     shown = _run(dvc + ["metrics", "show", "--json"], repo, env)
     assert "domains/methods/reports/metrics.json" in shown and "reports/metrics.json" in shown

@@ -239,7 +239,7 @@ def test_knowledge_built_from_a_gazetteer_table(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     shipped = KnowledgeParams(**params["knowledge"])
     shipped.check()
-    assert shipped.out_dir == KnowledgeParams().out_dir
+    assert shipped.out_dir == KnowledgeParams(sources=[]).out_dir
 
 
 def test_fitted_model_round_trips_and_scores_new_pairs(tmp_path):
