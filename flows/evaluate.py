@@ -24,10 +24,7 @@ def make_decider(model: Any, params: Any):
 
     if not params.calibrated:
         return None
-    if params.calibration and not Path(params.calibration).exists():
-        log.warning("%s: no calibration (dvc repro calibrate): scoring the plain argmax", params.calibration)
-        return None
-    cal, _ = resolve_calibration(params.model_dir, model.labels, log, params.calibration)
+    cal, _ = resolve_calibration(params.model_dir, model.labels, log, params.calibration, required=False)
     if cal is None:
         return None
     from stages.extract import classify

@@ -436,14 +436,16 @@ def find_calibration(model_dir: str | Path) -> Path | None:
 
 
 def resolve_calibration(model_dir: str | Path, model_labels: Sequence[str], logger, calibration: str | Path | None = None,
-                        ) -> tuple[Calibration | None, Path | None]:
+                        required: bool = True) -> tuple[Calibration | None, Path | None]:
     """The calibration every decision uses (extract, evaluate, review): ``calibration`` when given,
     else the one found beside ``model_dir``. None (T = 1, argmax) with a warning saying why when
-    there is none, or when it was fitted for other labels or another version of the model."""
+    there is none, or when it was fitted for other labels or another version of the model. A
+    ``calibration`` file that does not exist is an error when ``required`` (a path the user
+    typed), else a warning (a configured path the calibrate stage has not written yet)."""
     path = Path(calibration) if calibration else find_calibration(model_dir)
-    if path is None:
-        logger.warning("no calibration for %s (run `python -m flows.calibrate`): uncalibrated confidence, argmax "
-                       "decisions", model_dir)
+    if path is None or (not required and not path.exists()):
+        logger.warning("no calibration for %s%s (run `python -m flows.calibrate`): uncalibrated confidence, argmax "
+                       "decisions", model_dir, f" at {path}" if path else "")
         return None, None
     if not path.exists():
         raise InputError(f"{path}: calibration file not found; fix: run `python -m flows.calibrate` or drop "
