@@ -71,3 +71,25 @@ def write(name: str, figures: dict[str, Any]) -> Path:
     path = bench_path(name)
     atomic_write_json(path, {"machine": machine(), **figures})
     return path
+
+
+def weak_corpus(relations: str, entity_patterns: str, entities_dir: str):
+    """The candidate pairs of ``entities_dir`` labelled by the relation rules, then weighed by the
+    label model with the shipped params: (spec, labeller, candidates, label sources, weak-label result)."""
+    import glob
+    import json
+
+    from stages import weak as W
+    from stages.patterns import load_entity_types, load_relations_spec
+    from stages.records import AnnotatedSentence
+    from stages.relations import RelationLabeller
+
+    spec = load_relations_spec(relations, load_entity_types(entity_patterns))
+    lab = RelationLabeller(spec)
+    corpus = []
+    for f in sorted(glob.glob(f"{entities_dir}/*.jsonl")):
+        with open(f, encoding="utf-8") as fh:
+            corpus += [ex for line in fh for ex in lab.label_sentence(AnnotatedSentence.from_dict(json.loads(line)))]
+    wp = W.WeakParams()
+    sources = W.Sources(spec, {}, wp.consistency, wp.combine_vetoes)
+    return spec, lab, corpus, sources, W.weak_label(corpus, sources, wp)

