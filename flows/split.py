@@ -13,7 +13,7 @@ from prefect import flow, task
 
 from flows.common import cli_args, load_params, load_run_params, make_task_runner, run_main
 from stages.errors import InputError
-from stages.records import Example, atomic_write_json, scan_examples, write_jsonl
+from stages.records import Example, atomic_write_json, drop_repeated, scan_examples, write_jsonl
 from stages.split import SplitParams, split_counts, split_examples, unexampled_relations
 
 log = logging.getLogger("relmine.split")
@@ -55,19 +55,6 @@ def schema_relations(path: str | None) -> list[str]:
     return list(rels) if isinstance(rels, dict) else []
 
 
-def new_gold(good: list[Example], path: str, seen: dict[str, str]) -> tuple[list[Example], str | None]:
-    """The gold examples of ``path`` not already read from another gold file (``seen``: id ->
-    file): a batch imported twice under two names is counted once, with a warning."""
-    fresh = [e for e in good if e.id not in seen]
-    again = [e for e in good if e.id in seen]
-    seen.update({e.id: path for e in fresh})
-    if not again:
-        return fresh, None
-    others = sorted({seen[e.id] for e in again})
-    return fresh, (f"{path}: {len(again)} gold example(s) already in {', '.join(others)} (the same batch imported "
-                   "twice under two names?) counted once; fix: delete the repeated file")
-
-
 @flow(name="split")
 def split_flow(params_path: str | None = None, report_path: str | None = None) -> dict:
     params = load_params(SplitParams, "split", params_path)
@@ -80,7 +67,7 @@ def split_flow(params_path: str | None = None, report_path: str | None = None) -
     for i, ((path, origin), fut) in enumerate(zip(files, futures), 1):
         good, bad = fut.result()
         if origin == "gold":
-            good, msg = new_gold(good, path, seen_gold)
+            good, msg = drop_repeated(good, path, seen_gold)
             if msg:
                 log.warning(msg)
                 repeated.append(msg)

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .records import NO_RELATION, Example, Mention, scan_examples
+from .records import NO_RELATION, Example, Mention, drop_repeated, scan_examples
 
 LABELLERS = ("patterns", "label_model", "cooccurrence", "model")
 
@@ -39,17 +39,12 @@ def read_gold_set(path: str | Path) -> tuple[list[Example], list[str], list[str]
     files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
     out: list[Example] = []
     bad: list[str] = []
-    first: dict[str, Path] = {}
+    first: dict[str, str] = {}
     for f in files:
         good, msgs = scan_examples(f, "gold")
-        fresh = [e for e in good if e.id not in first]
-        again = sorted({str(first[e.id]) for e in good if e.id in first})
-        if again:
-            bad.append(f"{f}: {len(good) - len(fresh)} gold example(s) already in {', '.join(again)} counted once; "
-                       "fix: delete the repeated file")
-        first.update({e.id: f for e in fresh})
+        fresh, repeated = drop_repeated(good, f, first)
         out += fresh
-        bad += msgs
+        bad += msgs + ([repeated] if repeated else [])
     return out, [str(f) for f in files], bad
 
 

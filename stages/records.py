@@ -231,3 +231,17 @@ def read_examples(path: str | Path, stage: str) -> list["Example"]:
     for msg in bad:
         logging.getLogger("relmine.records").error("%s", msg)
     return good
+
+
+def drop_repeated(good: list["Example"], path: str | Path, first: dict[str, str]) -> tuple[list["Example"], str | None]:
+    """The examples of ``path`` whose id no earlier file had (``first``: id -> that file, updated),
+    and a message naming the files when some were repeats: a review batch imported twice under two
+    names must count once, in split and in evaluate alike."""
+    fresh = [e for e in good if e.id not in first]
+    again = [e for e in good if e.id in first]
+    first.update({e.id: str(path) for e in fresh})
+    if not again:
+        return fresh, None
+    others = sorted({first[e.id] for e in again})
+    return fresh, (f"{path}: {len(again)} gold example(s) already in {', '.join(others)} (the same batch imported "
+                   "twice under two names?) counted once; fix: delete the repeated file")
