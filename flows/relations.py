@@ -82,6 +82,7 @@ def label_paper(ents: str, key: str, cache_dir: str, patterns: str, digest: str,
     mentions = Counter(m.type for s in sentences for m in s.mentions)
     summary = {"doc_id": doc_id, "sentences": len(sentences), "mentions": dict(mentions),
                "candidates": labeller.stats.candidates, "conflicts": labeller.stats.conflicts,
+               "beyond_max_distance": dict(labeller.stats.beyond_max_distance),
                "timeouts": dict(labeller.stats.timeouts), "seconds": round(time.perf_counter() - t0, 3)}
     meta.put_text(key, json.dumps(summary))
     return {**summary, "cached": False, "key": key}
@@ -147,9 +148,11 @@ def relations_flow(params_path: str = "params.yaml") -> dict:
         raise
 
     mentions: Counter = Counter()
+    beyond: Counter = Counter()
     for s in ok:
         mentions.update(s["mentions"])
-    report = annotation_report(pattern_labelled, kept, spec, dict(mentions))
+        beyond.update(s.get("beyond_max_distance") or {})
+    report = annotation_report(pattern_labelled, kept, spec, dict(mentions), beyond_max_distance=dict(beyond))
     if lm_section is not None:
         report["label_model"] = lm_section
     report["papers"] = {"total": len(summaries), "labelled": sum(not s["cached"] for s in ok),
@@ -165,6 +168,10 @@ def relations_flow(params_path: str = "params.yaml") -> dict:
     atomic_write_text(p.report_md, md)
     logger.info("relations: %d examples kept of %d candidates (%s)", len(kept), len(all_examples),
                 ", ".join(f"{k} {v}" for k, v in report["examples_per_class"].items()))
+    if beyond:
+        logger.info("relations: %d mention pairs are no candidate, being farther apart than max_distance (%s); "
+                    "raise max_distance in %s to keep them", sum(beyond.values()),
+                    ", ".join(f"{k} {v}" for k, v in beyond.most_common()), p.patterns)
     return report
 
 

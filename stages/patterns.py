@@ -28,6 +28,15 @@ SCHEMA_VERSION = 1
 CASE_RULES = ("exact", "title", "any")
 ROLES = ("subj", "obj")
 SCOPES = ("between", "sentence")
+# `ANY` in a relation's args or a template slot stands for every declared entity type. It is
+# expanded to concrete type pairs when the file is loaded, so every consumer of the spec
+# (candidates, calibration's type constraints, schema_args, the co-occurrence baseline) sees
+# concrete pairs only; no entity type may be called ANY.
+ANY = "ANY"
+# How the mentions lying between a pair appear in the text its templates, negative cues and
+# `between` vetoes see: `type` as <TYPE>, `text` as their own words.
+INNER_MENTIONS = ("type", "text")
+DEFAULT_LOOKBACK = 120  # characters before the first mention a template's prefix may look at
 # Where a veto's regex looks: the text before the first mention / between / after the second,
 # the whole sentence, a mention's own text (by text order or by role), or the text before or
 # after the subject / object mention.
@@ -114,6 +123,13 @@ class Template:
     suffix: Any  # compiled, must start where the second mention ends (or None)
     priority: int
     source: str
+    inner_mentions: str = "type"  # how mentions between the pair appear to the middle (INNER_MENTIONS)
+
+    def middle_fits(self, text: str, start: int, end: int, timeout: float | None = None) -> bool:
+        """Whether the middle spans exactly text[start:end] (the gap between the two mentions),
+        judged inside ``text``: ``\\b`` or a look-around at either edge sees the character
+        beside it (the first mention's last one, the second mention's first one)."""
+        return self.middle.match(text, start, end + 1, timeout=timeout) is not None
 
 
 @dataclass
@@ -147,6 +163,7 @@ class RelationSpec:
     templates: list[Template]
     negative_cues: list[NegativeCue]
     description: str = ""
+    inner_mentions: str = "type"  # what its negative cues see between the pair (templates may override)
 
 
 @dataclass
@@ -156,6 +173,8 @@ class RelationsSpec:
     entity_types: set[str]
     max_distance: int
     vetoes: list[Veto] = field(default_factory=list)
+    lookback: int = DEFAULT_LOOKBACK  # characters before the first mention a prefix may match in
+    inner_mentions: str = "type"  # the file default; also what `between` vetoes see
 
     def allowed_pairs(self) -> dict[tuple[str, str], int]:
         """(subject type, object type) -> the largest max_distance of the relations allowing it."""
@@ -163,6 +182,16 @@ class RelationsSpec:
         for rel in self.relations.values():
             for pair in rel.args:
                 out[pair] = max(out.get(pair, 0), rel.max_distance)
+        return out
+
+    def pair_names(self) -> dict[tuple[str, str], str]:
+        """(type, type) in either order -> the reports' name of an allowed pair, "SUBJ-OBJ"
+        (a pair allowed both ways is named the way it is first allowed)."""
+        out: dict[tuple[str, str], str] = {}
+        for s, o in self.allowed_pairs():
+            name = out.get((o, s), f"{s}-{o}")
+            out.setdefault((s, o), name)
+            out.setdefault((o, s), name)
         return out
 
 
@@ -204,11 +233,23 @@ class _Ctx:
             raise self.fail(where, f"{key} = {value!r} is not an integer >= {lo}", f"set {key} to a whole number >= {lo}")
         return value
 
-    def type_(self, where: str, name: Any, types: set[str]) -> str:
-        if name not in types:
+    def type_(self, where: str, name: Any, types: set[str], any_ok: bool = False) -> str:
+        if name not in types and not (any_ok and name == ANY):
             raise self.fail(where, f"unknown entity type {name!r}",
-                            f"use one of {', '.join(sorted(types))} or declare it under `types:` in the entities file")
+                            f"use one of {', '.join(sorted(types))}{' (or ANY for every type)' if any_ok else ''} "
+                            "or declare it under `types:` in the entities file")
         return name
+
+    def choice(self, where: str, key: str, value: Any, options: tuple[str, ...]) -> str:
+        if value not in options:
+            raise self.fail(where, f"{key} = {value!r}", f"use one of {', '.join(options)}")
+        return value
+
+
+def _check_not_any(ctx: _Ctx, names: Any) -> None:
+    if ANY in names:
+        raise ctx.fail(f"type {ANY!r}", f"{ANY} is reserved: in relations.yaml it means every entity type",
+                       "rename the type (e.g. ANY_ENTITY)")
 
 
 def _read_yaml(path: Path, what: str) -> dict:
@@ -278,6 +319,7 @@ def load_entity_spec(path: str | Path, base_dir: str | Path | None = None) -> En
         if spec.get("extend_right"):
             ts.extend_right = ctx.compile(where + " extend_right", spec["extend_right"])
         types[name] = ts
+    _check_not_any(ctx, types)
     type_names = set(types)
 
     seen: set[str] = set()
@@ -363,6 +405,7 @@ def load_entity_types(path: str | Path) -> set[str]:
         types = list(types)
     if not isinstance(types, list) or not types:
         raise ctx.fail("types", "no entity types declared", "list the types, e.g. `types: {TAXON: {}, LOC: {}}`")
+    _check_not_any(ctx, types)
     return {str(t) for t in types}
 
 
@@ -411,11 +454,11 @@ def _read_gazetteer(ctx: _Ctx, where: str, gpath: Path, item: dict, drop: Any) -
 
 # --- relations -----------------------------------------------------------------
 
-_REL_TOP = {"version", "description", "max_distance", "macros", "relations", "vetoes"}
+_REL_TOP = {"version", "description", "max_distance", "lookback", "inner_mentions", "macros", "relations", "vetoes"}
 # A named piece of regex shared by templates: {@authority}. Macros may use earlier macros.
 MACRO_RE = _re.compile(r"\{@([A-Za-z][A-Za-z0-9_]*)\}")
-_REL_KEYS = {"description", "args", "priority", "max_distance", "templates", "negative_cues"}
-_TPL_KEYS = {"id", "pattern", "priority", "ignore_case", "description"}
+_REL_KEYS = {"description", "args", "priority", "max_distance", "inner_mentions", "templates", "negative_cues"}
+_TPL_KEYS = {"id", "pattern", "priority", "ignore_case", "inner_mentions", "description"}
 _NEG_KEYS = {"id", "pattern", "scope", "ignore_case", "description"}
 _VETO_KEYS = {"id", "pattern", "scope", "ignore_case", "same_text", "relations", "kinds", "description"}
 
@@ -449,8 +492,11 @@ def load_relations_spec(path: str | Path, entity_types: set[str] | list[str]) ->
     path = Path(path)
     ctx = _Ctx(path)
     types = set(entity_types)
+    _check_not_any(ctx, types)
     data = ctx.keys("top level", _read_yaml(path, "relation"), _REL_TOP, {"relations"})
     default_dist = ctx.int_("top level", "max_distance", data.get("max_distance", 200), lo=1)
+    lookback = ctx.int_("top level", "lookback", data.get("lookback", DEFAULT_LOOKBACK))
+    file_inner = ctx.choice("top level", "inner_mentions", data.get("inner_mentions", "type"), INNER_MENTIONS)
     macros = _load_macros(ctx, data.get("macros") or {})
     rels = data["relations"]
     if not isinstance(rels, dict) or not rels:
@@ -472,12 +518,17 @@ def load_relations_spec(path: str | Path, entity_types: set[str] | list[str]) ->
         for pair in args_raw:
             if not (isinstance(pair, list) and len(pair) == 2):
                 raise ctx.fail(where, f"args entry {pair!r} is not a pair", "write `[SUBJECT_TYPE, OBJECT_TYPE]`")
-            args.append((ctx.type_(where, pair[0], types), ctx.type_(where, pair[1], types)))
+            subj, obj = (ctx.type_(f"{where} args", t, types, any_ok=True) for t in pair)
+            for st in sorted(types) if subj == ANY else [subj]:  # ANY: one concrete pair per type
+                for ot in sorted(types) if obj == ANY else [obj]:
+                    if (st, ot) not in args:
+                        args.append((st, ot))
         priority = ctx.int_(where, "priority", spec.get("priority", 10))
         max_dist = ctx.int_(where, "max_distance", spec.get("max_distance", default_dist), lo=1)
+        inner = ctx.choice(where, "inner_mentions", spec.get("inner_mentions", file_inner), INNER_MENTIONS)
         templates = [
-            _compile_template(ctx, name, args, types, t, i, seen, priority, macros)
-            for i, t in enumerate(spec.get("templates") or [])
+            tpl for i, t in enumerate(spec.get("templates") or [])
+            for tpl in _compile_template(ctx, name, args, types, t, i, seen, priority, macros, inner)
         ]
         cues = []
         for i, c in enumerate(spec.get("negative_cues") or []):
@@ -489,9 +540,9 @@ def load_relations_spec(path: str | Path, entity_types: set[str] | list[str]) ->
                 raise ctx.fail(f"negative cue {cid!r}", f"scope = {scope!r}", f"use one of {', '.join(SCOPES)}")
             flags = regex.IGNORECASE if c.get("ignore_case", True) else 0
             cues.append(NegativeCue(cid, name, ctx.compile(f"negative cue {cid!r}", c["pattern"], flags), scope))
-        out[name] = RelationSpec(name, args, priority, max_dist, templates, cues, spec.get("description", ""))
+        out[name] = RelationSpec(name, args, priority, max_dist, templates, cues, spec.get("description", ""), inner)
     vetoes = _load_vetoes(ctx, data.get("vetoes") or [], set(out), seen, macros)
-    return RelationsSpec(path, out, types, default_dist, vetoes)
+    return RelationsSpec(path, out, types, default_dist, vetoes, lookback, file_inner)
 
 
 def _load_vetoes(ctx: _Ctx, raw: Any, relations: set[str], seen: set[str], macros: dict[str, str]) -> list[Veto]:
@@ -563,8 +614,29 @@ def _load_macros(ctx: _Ctx, raw: Any) -> dict[str, str]:
     return macros
 
 
+def _roles(args: list[tuple[str, str]], ta: str, tb: str, ra: str | None, rb: str | None) -> tuple[str, str] | None:
+    """The (subj/obj) role of each slot in text order, or None when no allowed pair fits.
+    Explicit roles win; else the slot whose type is the subject type of an allowed pair."""
+    if ra is None and rb is None:
+        if (ta, tb) in args:
+            ra, rb = "subj", "obj"
+        elif (tb, ta) in args:
+            ra, rb = "obj", "subj"
+        else:
+            return None
+    elif ra is None:
+        ra = "obj" if rb == "subj" else "subj"
+    elif rb is None:
+        rb = "obj" if ra == "subj" else "subj"
+    subj_t, obj_t = (ta, tb) if ra == "subj" else (tb, ta)
+    return (ra, rb) if (subj_t, obj_t) in args else None
+
+
 def _compile_template(ctx: _Ctx, rel: str, args: list[tuple[str, str]], types: set[str], t: Any, i: int,
-                      seen: set[str], rel_priority: int, macros: dict[str, str] | None = None) -> Template:
+                      seen: set[str], rel_priority: int, macros: dict[str, str] | None = None,
+                      rel_inner: str = "type") -> list[Template]:
+    """One Template per concrete pair of slot types: one for a template of two typed slots,
+    one per type the relation's args allow for an {ANY} slot (all sharing the compiled regexes)."""
     where = _where("template", i, t, f"relation {rel!r} ")
     ctx.keys(where, t, _TPL_KEYS, {"id", "pattern"})
     tid = _id(ctx, where, t, seen)
@@ -575,9 +647,9 @@ def _compile_template(ctx: _Ctx, rel: str, args: list[tuple[str, str]], types: s
     pattern = _expand_macros(ctx, where, pattern, macros or {})
     slots = list(SLOT_RE.finditer(pattern))
     for m in slots:
-        if m.group(1) not in types:
+        if m.group(1) not in types and m.group(1) != ANY:
             raise ctx.fail(where, f"slot {{{m.group(1)}}} names a type the schema lacks",
-                           f"use one of {', '.join('{' + x + '}' for x in sorted(types))}")
+                           f"use one of {', '.join('{' + x + '}' for x in sorted(types))} or {{{ANY}}}")
         if m.group(2) is not None and m.group(2) not in ROLES:
             raise ctx.fail(where, f"slot role {m.group(2)!r}", "write {TYPE:subj} or {TYPE:obj}")
     if len(slots) != 2:
@@ -585,35 +657,36 @@ def _compile_template(ctx: _Ctx, rel: str, args: list[tuple[str, str]], types: s
     (a, b) = slots
     ta, tb = a.group(1), b.group(1)
     ra, rb = a.group(2), b.group(2)
-    # Roles: explicit ones win; else the slot whose type is the subject type of an allowed pair.
-    if ra is None and rb is None:
-        if (ta, tb) in args:
-            ra, rb = "subj", "obj"
-        elif (tb, ta) in args:
-            ra, rb = "obj", "subj"
-        else:
-            raise ctx.fail(where, f"slots {{{ta}}} and {{{tb}}} but relation {rel!r} allows only "
-                                  f"{', '.join(f'({s}, {o})' for s, o in args)}",
-                           "change the slot types, or add the pair to args")
-    elif ra is None:
-        ra = "obj" if rb == "subj" else "subj"
-    elif rb is None:
-        rb = "obj" if ra == "subj" else "subj"
-    if ra == rb:
+    if ra is not None and ra == rb:
         raise ctx.fail(where, "both slots have the same role", "mark one slot :subj and the other :obj")
-    subj_t, obj_t = (ta, tb) if ra == "subj" else (tb, ta)
-    if (subj_t, obj_t) not in args:
-        raise ctx.fail(where, f"slots bind ({subj_t}, {obj_t}) but relation {rel!r} allows only "
-                              f"{', '.join(f'({s}, {o})' for s, o in args)}",
+    allowed = ", ".join(f"({s}, {o})" for s, o in args)
+    bound: list[tuple[tuple[str, str], tuple[str, str]]] = []
+    for x in sorted(types) if ta == ANY else [ta]:
+        for y in sorted(types) if tb == ANY else [tb]:
+            roles = _roles(args, x, y, ra, rb)
+            if roles is not None:
+                bound.append(((x, y), roles))
+    if not bound:
+        if ra is None and rb is None:
+            raise ctx.fail(where, f"slots {{{ta}}} and {{{tb}}} but relation {rel!r} allows only {allowed}",
+                           "change the slot types, or add the pair to args")
+        raise ctx.fail(where, f"the slots' types and roles bind no pair relation {rel!r} allows ({allowed})",
                        "change the slot types or roles, or add the pair to args")
     flags = regex.IGNORECASE if t.get("ignore_case", False) else 0
+    inner = ctx.choice(where, "inner_mentions", t.get("inner_mentions", rel_inner), INNER_MENTIONS)
     parts = [pattern[: a.start()], pattern[a.end(): b.start()], pattern[b.end():]]
     parts = [_spaces_to_whitespace(p) for p in parts]
-    prefix = ctx.compile(where, f"(?:{parts[0]})\\Z", flags) if parts[0].strip() else None
-    middle = ctx.compile(where, f"(?:{parts[1]})", flags) if parts[1] else ctx.compile(where, r"\s*", flags)
+    # The prefix and the middle are matched in the sentence itself, from where they may start to
+    # one character past where they must end: `(?=.\Z)` pins that end, and `\b` or a look-around
+    # at either edge sees the mention next to it (the text past the end bound stays invisible).
+    end = r"(?=(?s:.)\Z)"
+    prefix = ctx.compile(where, f"(?:{parts[0]}){end}", flags) if parts[0].strip() else None
+    gap = parts[1] or r"\s*"
+    middle = ctx.compile(where, f"(?:{gap}){end}", flags)
     suffix = ctx.compile(where, parts[2], flags) if parts[2].strip() else None
-    return Template(tid, rel, (ta, tb), (ra, rb), prefix, middle, suffix,
-                    ctx.int_(where, "priority", t.get("priority", rel_priority)), t["pattern"])
+    priority = ctx.int_(where, "priority", t.get("priority", rel_priority))
+    return [Template(tid, rel, tys, roles, prefix, middle, suffix, priority, t["pattern"], inner)
+            for tys, roles in bound]
 
 
 def schema_args(relation_patterns: str | Path, entity_patterns: str | Path) -> dict[str, list[list[str]]]:

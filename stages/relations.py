@@ -38,6 +38,9 @@ class LabelStats:
     vetoed: int = 0  # pairs where a negative cue removed every firing relation
     veto_votes: int = 0  # pairs at least one veto rule voted NO_RELATION on
     timeouts: Counter = field(default_factory=Counter)
+    # "SUBJ-OBJ" type pair -> pairs of mentions no candidate because they lie farther apart than
+    # the largest max_distance of the relations allowing those types
+    beyond_max_distance: Counter = field(default_factory=Counter)
 
 
 def example_id(doc_id: str, sent_id: int, subj: Span | Mention, obj: Span | Mention) -> str:
@@ -50,6 +53,7 @@ class RelationLabeller:
         self.timeout = regex_timeout_s
         self.stats = LabelStats()
         self.allowed = spec.allowed_pairs()
+        self.pair_names = spec.pair_names()
         self.order = {name: i for i, name in enumerate(spec.relations)}
         # templates indexed by the slot types in text order
         self.by_types: dict[tuple[str, str], list[Template]] = defaultdict(list)
@@ -59,6 +63,16 @@ class RelationLabeller:
 
     def _max_gap(self, t1: str, t2: str) -> int:
         return max(self.allowed.get((t1, t2), -1), self.allowed.get((t2, t1), -1))
+
+    def type_pair(self, t1: str, t2: str) -> str:
+        """The reports' name of an allowed type pair, in either order (``RelationsSpec.pair_names``)."""
+        return self.pair_names[(t1, t2)]
+
+    def beyond_max_distance(self, a: Span | Mention, b: Span | Mention) -> bool:
+        """Whether two spans of an allowed type pair lie too far apart to be a candidate."""
+        first, second = sorted((a, b), key=lambda m: m.start)
+        limit = self._max_gap(a.type, b.type)
+        return limit >= 0 and second.start - first.end > limit
 
     def candidates(self, mentions: list[Mention]) -> list[tuple[Mention, Mention]]:
         ms = sorted(mentions, key=lambda m: m.start)
@@ -73,16 +87,19 @@ class RelationLabeller:
                     continue
                 if gap > limit:
                     # later mentions of other types may still be allowed further away
+                    self.stats.beyond_max_distance[self.type_pair(a.type, b.type)] += 1
                     continue
                 out.append((a, b))
         return out
 
     @staticmethod
-    def between_text(text: str, a: Mention, b: Mention, mentions: list[Mention] | None = None) -> str:
+    def between_text(text: str, a: Mention, b: Mention, mentions: list[Mention] | None = None,
+                     inner_mentions: str = "type") -> str:
         """The text between two mentions as templates see it: every other mention lying
-        wholly between them is replaced by ``<TYPE>`` ("Xus from the <STRAT>, Utah")."""
+        wholly between them is replaced by ``<TYPE>`` ("Xus from the <STRAT>, Utah"), unless
+        ``inner_mentions`` is "text" (then the text itself)."""
         inner = [m for m in mentions or () if m.start >= a.end and m.end <= b.start and m is not a and m is not b]
-        if not inner:
+        if not inner or inner_mentions == "text":
             return text[a.end:b.start]
         parts, pos = [], a.end
         for m in sorted(inner, key=lambda m: m.start):
@@ -91,11 +108,16 @@ class RelationLabeller:
         parts.append(text[pos:b.start])
         return "".join(parts)
 
-    def _fires(self, t: Template, text: str, between: str, a: Mention, b: Mention) -> bool:
+    def _fires(self, t: Template, text: str, view: tuple[str, str], a: Mention, b: Mention) -> bool:
+        """``view``: (the text between as this template sees it, the sentence with that text in
+        place of the real one). The middle is matched inside the sentence, so an edge ``\b`` or
+        look-around sees the mention beside it; see the compiled patterns in stages/patterns.py."""
+        between, shown = view
         try:
-            if t.middle.fullmatch(between, timeout=self.timeout) is None:
+            if not t.middle_fits(shown, a.end, a.end + len(between), self.timeout):
                 return False
-            if t.prefix is not None and t.prefix.search(text, max(0, a.start - 120), a.start, timeout=self.timeout) is None:
+            if t.prefix is not None and t.prefix.search(text, max(0, a.start - self.spec.lookback), a.start + 1,
+                                                        timeout=self.timeout) is None:
                 return False
             if t.suffix is not None and t.suffix.match(text, b.end, timeout=self.timeout) is None:
                 return False
@@ -148,22 +170,30 @@ class RelationLabeller:
         Returns (label, subject, object, rules fired, number of relations that claimed it)."""
         fired: list[tuple[Template, Mention, Mention]] = []
         gap = b.start - a.end
-        between = self.between_text(text, a, b, mentions)
+        views: dict[str, tuple[str, str]] = {}
+
+        def view(mode: str) -> tuple[str, str]:
+            if mode not in views:
+                between = self.between_text(text, a, b, mentions, mode)
+                views[mode] = (between, text if between == text[a.end:b.start]
+                               else text[:a.end] + between + text[b.start:])
+            return views[mode]
+
         for t in self.by_types.get((a.type, b.type), ()):
             if gap > self.spec.relations[t.relation].max_distance:
                 continue
-            if self._fires(t, text, between, a, b):
+            if self._fires(t, text, view(t.inner_mentions), a, b):
                 subj, obj = (a, b) if t.roles[0] == "subj" else (b, a)
                 fired.append((t, subj, obj))
         rules = [t.id for t, _, _ in fired]
-        rules += self.fired_vetoes(text, a, b, between, kind)
+        rules += self.fired_vetoes(text, a, b, view(self.spec.inner_mentions)[0], kind)
         claimed = {t.relation for t, _, _ in fired}
         vetoed: set[str] = set()
         for rel in claimed:
             for cue in self.spec.relations[rel].negative_cues:
                 try:
                     if cue.scope == "between":
-                        hit = cue.regex.search(between, timeout=self.timeout)
+                        hit = cue.regex.search(view(self.spec.relations[rel].inner_mentions)[0], timeout=self.timeout)
                     else:
                         hit = cue.regex.search(text, timeout=self.timeout)
                 except TimeoutError:
@@ -242,11 +272,13 @@ def _marked(ex: Example) -> str:
 
 
 def annotation_report(all_examples: list[Example], kept: list[Example], spec: RelationsSpec,
-                      mentions_per_type: dict[str, int] | None = None, max_examples: int = 3) -> dict:
+                      mentions_per_type: dict[str, int] | None = None, max_examples: int = 3,
+                      beyond_max_distance: dict[str, int] | None = None) -> dict:
     """Snorkel-style analysis of the labelling rules over all candidates (before sampling):
     per rule its coverage (pairs it fired on), overlaps (pairs where another rule fired
     too), conflicts (pairs where a rule of another relation fired), wins (pairs it
-    labelled) and a few example sentences."""
+    labelled) and a few example sentences; and, per type pair, the mention pairs that were
+    no candidate because they lie farther apart than ``max_distance`` (``LabelStats``)."""
     rule_rel: dict[str, str] = {}
     rule_kind: dict[str, str] = {}
     for rel in spec.relations.values():
@@ -300,9 +332,34 @@ def annotation_report(all_examples: list[Example], kept: list[Example], spec: Re
         "examples_per_class": dict(Counter(e.label for e in kept).most_common()),
         "examples": len(kept),
         "conflicts": conflicts,
+        "beyond_max_distance": beyond_report(spec, beyond_max_distance or {}),
         "rules_never_fired": sorted(r for r, st in per.items() if st["coverage"] == 0),
         "rules": per,
     }
+
+
+def beyond_report(spec: RelationsSpec, counts: dict[str, int]) -> dict:
+    """Per allowed type pair: its candidate limit (the largest max_distance of the relations
+    allowing it) and the mention pairs beyond it, zero included, so none is lost without a word."""
+    out = {}
+    names = spec.pair_names()
+    for pair, limit in spec.allowed_pairs().items():
+        name = names[pair]
+        if name not in out:
+            out[name] = {"max_distance": limit, "pairs": int(counts.get(name, 0))}
+        else:  # the same pair allowed both ways: the larger limit, as candidates use
+            out[name]["max_distance"] = max(out[name]["max_distance"], limit)
+    return out
+
+
+def count_beyond(labeller: RelationLabeller, examples: Iterable[Example]) -> dict[str, int]:
+    """Given pairs (gold, imported) that the relations stage would make no candidate of
+    because their mentions lie farther apart than max_distance, per type pair."""
+    c: Counter = Counter()
+    for e in examples:
+        if labeller.beyond_max_distance(e.subj, e.obj):
+            c[labeller.type_pair(e.subj.type, e.obj.type)] += 1
+    return dict(c.most_common())
 
 
 def report_markdown(report: dict) -> str:
@@ -311,6 +368,13 @@ def report_markdown(report: dict) -> str:
              f"kept examples: {report['examples']}, conflicts (pairs claimed by two relations): {report['conflicts']}.", "",
              "## Mentions per type", "", "| type | mentions |", "|---|---|"]
     lines += [f"| {t} | {c} |" for t, c in report["mentions_per_type"].items()]
+    beyond = report.get("beyond_max_distance") or {}
+    lines += ["", "## Pairs beyond max_distance", "",
+              f"Mention pairs of allowed types that are no candidate because the text between them is longer than "
+              f"`max_distance` characters: {sum(b['pairs'] for b in beyond.values())} in all. Raise `max_distance` "
+              "in the relations file (per relation or at the top) to keep them.", "",
+              "| type pair | max_distance | pairs dropped |", "|---|---|---|"]
+    lines += [f"| {k} | {b['max_distance']} | {b['pairs']} |" for k, b in beyond.items()]
     lines += ["", "## Examples per class", "", "| class | candidates | kept |", "|---|---|---|"]
     for label, c in report["candidates_per_class"].items():
         lines.append(f"| {label} | {c} | {report['examples_per_class'].get(label, 0)} |")
