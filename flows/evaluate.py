@@ -42,7 +42,7 @@ def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:
     from stages.evaluate import predict, relation_scores
     from stages.patterns import load_entity_types, load_relations_spec
     from stages.records import write_jsonl
-    from stages.relations import RelationLabeller
+    from stages.relations import RelationLabeller, count_beyond
 
     from stages.errors import InputError
 
@@ -80,6 +80,12 @@ def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:
         extra: dict[str, list[Any]] = {}
         if spec is not None:
             view = G.pattern_view(gold, labeller)
+            if far := count_beyond(labeller, gold):  # the patterns, unlike the model, cannot label these
+                msg = (f"gold set {name}: {sum(far.values())} pairs lie farther apart than max_distance "
+                       f"({', '.join(f'{k} {v}' for k, v in far.items())}): the relations stage makes no "
+                       "candidate of them, so the patterns leave them NO_RELATION")
+                notes.append(msg)
+                log.warning("%s", msg)
             preds["patterns"] = [v.label for v in view]
             extra["rules"] = [v.rules for v in view]
             if fitted is not None:

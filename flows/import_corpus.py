@@ -28,8 +28,9 @@ from prefect import flow
 from flows.common import cli_args, load_params, new_tmp_dir, run_main, swap_dir
 from stages.errors import InputError
 from stages.importers import ImportParams, annotated_sentences, gold_examples, read_corpus, rename
-from stages.patterns import load_entity_types, schema_args
-from stages.records import atomic_write_json, to_dict, write_jsonl
+from stages.patterns import load_entity_types, load_relations_spec, schema_args
+from stages.records import NO_RELATION, atomic_write_json, to_dict, write_jsonl
+from stages.relations import RelationLabeller, count_beyond
 
 log = logging.getLogger("relmine.import")
 
@@ -67,6 +68,13 @@ def import_flow(params_path: str | None = None) -> dict:
         write_jsonl(gold_file, [to_dict(e) for e in examples])
         report |= {"gold_file": str(gold_file), "gold_pairs": len(examples),
                    "gold_labels": dict(sorted(Counter(e.label for e in examples).items()))}
+        spec = load_relations_spec(p.relation_patterns, load_entity_types(p.entity_patterns))
+        far = count_beyond(RelationLabeller(spec), [e for e in examples if e.label != NO_RELATION])
+        report["labelled_pairs_beyond_max_distance"] = far
+        if far:
+            log.warning("import: %d labelled pairs (%s) lie farther apart than max_distance: the relations stage makes "
+                        "no candidate of them (the gold file keeps them); fix: raise max_distance in %s",
+                        sum(far.values()), ", ".join(f"{k} {v}" for k, v in far.items()), p.relation_patterns)
     atomic_write_json(p.report, report)
     log.info("import: %d documents, %d sentences, %d mentions, %d relations from %s (%s)%s", report["documents"],
              report["sentences"], report["mentions"], report["relations"], p.input, p.format,

@@ -192,3 +192,7 @@ def test_import_then_entities_and_relations_on_a_drug_corpus(tmp_path, monkeypat
     assert pos == [("ketoconazole", "midazolam", ["increases-levels"])]
     gold = read_records(Path("gold/ddi.jsonl"), Example)
     assert {e.id for e in gold} == {e.id for e in labelled}  # the same candidate ids: gold scores line up
+    assert report["labelled_pairs_beyond_max_distance"] == {}
+    # a labelled pair farther apart than max_distance is named (it would be no candidate of the relations stage)
+    (tmp_path / "relations.yaml").write_text(DRUG_RELATIONS.replace("relations:", "max_distance: 20\nrelations:", 1))
+    assert import_flow("params.yaml")["labelled_pairs_beyond_max_distance"] == {"DRUG-DRUG": 1}

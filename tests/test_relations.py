@@ -12,8 +12,10 @@ import yaml
 
 from benchmarks.bench_annotate import pdf_sentences
 from stages.entities import EntityAnnotator
+from stages.errors import InputError
 from stages.patterns import load_entity_spec, load_entity_types, load_relations_spec
-from stages.records import NO_RELATION, AnnotatedSentence, Example, Sentence, read_records, write_jsonl
+from stages.records import (NO_RELATION, AnnotatedSentence, Example, Mention, Sentence, Span, iter_jsonl, read_records,
+                            write_jsonl)
 from stages.relations import (RelationLabeller, annotation_report, label_sentences, report_markdown,
                               sample_negatives)
 
@@ -247,6 +249,11 @@ def test_flows_cache_per_paper_and_annotate_a_new_paper_alone(tmp_path, monkeypa
     rel1 = run_relations(params)
     assert rel1["papers"]["labelled"] == 2 and rel1["examples"] > 0
     assert Path("reports/annotation.md").read_text().startswith("# Annotation report")
+    lab = RelationLabeller(load_relations_spec("relations.yaml", load_entity_types(ENTITIES)))
+    for s in (AnnotatedSentence.from_dict(d) for f in Path("data/entities").glob("*.jsonl") for d in iter_jsonl(f)):
+        lab.label_sentence(s)
+    beyond = {k: v["pairs"] for k, v in rel1["beyond_max_distance"].items() if v["pairs"]}
+    assert beyond == dict(lab.stats.beyond_max_distance) and sum(beyond.values()) > 0
 
     second = run_entities(params)
     assert (second["annotated"], second["cached"]) == (0, 2)
@@ -268,6 +275,7 @@ def test_flows_cache_per_paper_and_annotate_a_new_paper_alone(tmp_path, monkeypa
     assert {p.name: p.read_text() for p in Path("data/entities").glob("*.jsonl")} == before
     rel3 = run_relations(params)
     assert rel3["papers"]["cached"] == 3
+    assert rel3["beyond_max_distance"] == rel2["beyond_max_distance"]  # kept in the per-paper cache
     assert [read_records(p, Example)[0].origin for p in Path("data/relations").glob("*.jsonl") if p.stat().st_size]
     run_entities(params)
     assert not (Path("data/entities") / f"{papers[0].stem}.jsonl").exists()
@@ -332,3 +340,212 @@ def test_height_above_base_and_ages_in_lists(annotator, spec):
     assert ("Kaili Formation", text.index("Cambrian)")) in pos
     assert all(e.label == NO_RELATION for e in exs
                if e.subj.text == "Hsuchuang Formation" and e.obj.start < text.index("Hsuchuang")) and cambrians
+
+
+# --- the rule language on a small drug corpus: any-type slots, inner mentions as text, edge \b,
+# look-back, pairs beyond max_distance (mentions given, as an imported corpus brings them) ---------
+
+DRUG_TYPES = "version: 1\ntypes: [DRUG, GENE, DISEASE]\n"
+
+
+def _drug_spec(tmp: Path, relations: str):
+    ents = _write(tmp, "entities.yaml", DRUG_TYPES)
+    return load_relations_spec(_write(tmp, "relations.yaml", relations), load_entity_types(ents))
+
+
+def _given(text: str, *marks: tuple[str, str], sent: int = 0) -> AnnotatedSentence:
+    """A sentence with the named mentions marked (the first occurrence of each text)."""
+    ms = []
+    for name, typ in marks:
+        i = text.index(name)
+        ms.append(Mention(i, i + len(name), name, typ, "given"))
+    return AnnotatedSentence("ddi", sent, 1, "abstract", text, "body", sorted(ms, key=lambda m: m.start))
+
+
+ANY_RELATIONS = """version: 1
+relations:
+  affects:
+    args: [[DRUG, ANY]]
+    templates:
+      - id: affects.inhibits
+        pattern: '{DRUG} inhibits {ANY}'
+      - id: affects.inhibited_by
+        pattern: '{ANY:obj} is inhibited by {DRUG}'
+  treats:
+    args: [DRUG, DISEASE]
+    templates:
+      - id: treats.for
+        pattern: '{DRUG} is given for {DISEASE}'
+"""
+
+
+def test_any_type_args_and_slots_expand_to_concrete_pairs_for_every_consumer(tmp_path):
+    from stages.calibrate import type_mask
+    from stages.gold import cooccurrence_label
+    from stages.patterns import schema_args
+
+    spec = _drug_spec(tmp_path, ANY_RELATIONS)
+    concrete = [("DRUG", "DISEASE"), ("DRUG", "DRUG"), ("DRUG", "GENE")]
+    assert spec.relations["affects"].args == concrete
+    assert schema_args(tmp_path / "relations.yaml", tmp_path / "entities.yaml")["affects"] == [list(p) for p in concrete]
+    tpls = spec.relations["affects"].templates
+    assert sorted((t.id, t.types) for t in tpls) == sorted(
+        [("affects.inhibits", p) for p in concrete] + [("affects.inhibited_by", (o, s)) for s, o in concrete])
+    assert len({id(t.middle) for t in tpls if t.id == "affects.inhibits"}) == 1  # compiled once
+    sents = [_given("Ketoconazole inhibits CYP3A4 in vitro.", ("Ketoconazole", "DRUG"), ("CYP3A4", "GENE")),
+             _given("Aspirin inhibits warfarin clearance.", ("Aspirin", "DRUG"), ("warfarin", "DRUG"), sent=1),
+             _given("CYP2C9 is inhibited by fluconazole.", ("CYP2C9", "GENE"), ("fluconazole", "DRUG"), sent=2),
+             _given("Warfarin is inhibited by aspirin.", ("Warfarin", "DRUG"), ("aspirin", "DRUG"), sent=3),
+             _given("BRCA1 is mutated in breast cancer.", ("BRCA1", "GENE"), ("breast cancer", "DISEASE"), sent=4)]
+    ex = label_sentences(sents, spec)
+    assert {(e.subj.text, e.obj.text): e.label for e in ex} == {
+        ("Ketoconazole", "CYP3A4"): "affects", ("Aspirin", "warfarin"): "affects",
+        ("fluconazole", "CYP2C9"): "affects", ("aspirin", "Warfarin"): "affects"}  # GENE-DISEASE: no candidate
+    allowed = {n: r.args for n, r in spec.relations.items()}
+    assert [cooccurrence_label(e, allowed) for e in ex] == ["affects"] * 4
+    mask = type_mask([NO_RELATION, "affects", "treats"], ["DRUG", "GENE", "DRUG"], ["GENE", "DRUG", "DISEASE"],
+                     schema_args(tmp_path / "relations.yaml", tmp_path / "entities.yaml"))
+    assert mask.tolist() == [[True, True, False], [True, False, False], [True, True, True]]
+
+
+@pytest.mark.parametrize("edit, where, expect", [
+    (("[[DRUG, ANY]]", "[[DRUG, ANYTHING]]"), "relation 'affects' args",
+     "unknown entity type 'ANYTHING'; fix: use one of DISEASE, DRUG, GENE (or ANY for every type)"),
+    (("{DRUG} is given for", "{GENE} is given for"), "template 'treats.for'", "slots {GENE} and {DISEASE}"),
+    (("{ANY:obj} is inhibited by {DRUG}", "{GENE:subj} is inhibited by {ANY}"), "template 'affects.inhibited_by'",
+     "bind no pair relation 'affects' allows"),
+])
+def test_any_type_errors_name_file_relation_and_fix(tmp_path, edit, where, expect):
+    with pytest.raises(InputError) as err:
+        _drug_spec(tmp_path, ANY_RELATIONS.replace(*edit))
+    assert f"relations.yaml: {where}" in str(err.value) and expect in str(err.value) and "fix:" in str(err.value)
+
+
+def test_an_entity_type_named_any_is_refused(tmp_path):
+    with pytest.raises(InputError, match=r"entities.yaml: type 'ANY': ANY is reserved.*fix: rename"):
+        load_entity_types(_write(tmp_path, "entities.yaml", "version: 1\ntypes: [DRUG, ANY]\n"))
+
+
+INNER_RELATIONS = """version: 1
+{top}
+relations:
+  by_name:
+    args: [DRUG, GENE]
+    templates:
+      - id: by_name.like
+        pattern: '{{DRUG}}, like (?:\\w+ )?\\w+, inhibits {{GENE}}'
+  by_type:
+    args: [DRUG, GENE]
+{rel}
+    templates:
+      - id: by_type.like
+        pattern: '{{DRUG}}, like <DRUG>, inhibits {{GENE}}'
+vetoes:
+  - id: veto.valproate
+    pattern: 'valproate'
+"""
+
+
+@pytest.mark.parametrize("top, rel, fired", [
+    ("", "", ["by_type.like"]),  # the default: inner mentions as <TYPE>
+    ("inner_mentions: text", "    inner_mentions: type", ["by_name.like", "by_type.like", "veto.valproate"]),
+    ("inner_mentions: text", "", ["by_name.like", "veto.valproate"]),
+])
+def test_inner_mentions_as_text_let_rules_read_and_count_their_words(tmp_path, top, rel, fired):
+    spec = _drug_spec(tmp_path, INNER_RELATIONS.format(top=top, rel=rel))
+    s = _given("Ketoconazole, like sodium valproate, inhibits CYP3A4.",
+               ("Ketoconazole", "DRUG"), ("sodium valproate", "DRUG"), ("CYP3A4", "GENE"))
+    ex = _labels(label_sentences([s], spec))
+    assert sorted(ex[("Ketoconazole", "CYP3A4")].rules) == fired
+
+
+def test_inner_mentions_setting_is_validated(tmp_path):
+    with pytest.raises(InputError, match=r"relation 'by_type': inner_mentions = 'names'; fix: use one of type, text"):
+        _drug_spec(tmp_path, INNER_RELATIONS.format(top="", rel="    inner_mentions: names"))
+
+
+EDGE_RELATIONS = """version: 1
+{top}
+relations:
+  affects:
+    args: [DRUG, GENE]
+    templates:
+      - id: affects.boundaries
+        pattern: '{{DRUG}}\\b inhibits \\b{{GENE}}'
+      - id: affects.azole
+        pattern: '{{DRUG}}(?<=azole) blocks {{GENE}}'
+      - id: affects.given
+        pattern: 'patients given [^.]*{{DRUG}} reduces {{GENE}}'
+"""
+
+
+def test_word_boundaries_and_lookarounds_at_a_slot_see_the_mention(tmp_path):
+    spec = _drug_spec(tmp_path, EDGE_RELATIONS.format(top=""))
+    got = label_sentences([
+        _given("Ketoconazole inhibits CYP3A4.", ("Ketoconazole", "DRUG"), ("CYP3A4", "GENE")),
+        _given("Fluconazole blocks CYP2C9.", ("Fluconazole", "DRUG"), ("CYP2C9", "GENE"), sent=1),
+        _given("Rifampicin blocks CYP2C9.", ("Rifampicin", "DRUG"), ("CYP2C9", "GENE"), sent=2),
+        # the mention's last character is no word character: no boundary between it and the space
+        _given("Ketoconazole (oral) inhibits CYP3A4.", ("Ketoconazole (oral)", "DRUG"), ("CYP3A4", "GENE"), sent=3),
+    ], spec)
+    assert [(e.subj.text, e.rules) for e in got] == [
+        ("Ketoconazole", ["affects.boundaries"]), ("Fluconazole", ["affects.azole"]), ("Rifampicin", []),
+        ("Ketoconazole (oral)", [])]
+
+
+@pytest.mark.parametrize("top, fires", [("", True), ("lookback: 40", False), ("lookback: 80", True)])
+def test_prefix_lookback_is_a_setting(tmp_path, top, fires):
+    spec = _drug_spec(tmp_path, EDGE_RELATIONS.format(top=top))
+    assert spec.lookback == (int(top.split()[1]) if top else 120)
+    text = "In patients given high doses of the antifungal agent, ketoconazole reduces CYP3A4 activity."
+    (e,) = label_sentences([_given(text, ("ketoconazole", "DRUG"), ("CYP3A4", "GENE"))], spec)
+    assert text.index("ketoconazole") - text.index("patients") == 51
+    assert (e.rules == ["affects.given"]) is fires
+
+
+def test_lookback_setting_is_validated(tmp_path):
+    with pytest.raises(InputError, match=r"relations.yaml: top level: lookback = 'far' is not an integer >= 0; fix:"):
+        _drug_spec(tmp_path, EDGE_RELATIONS.format(top="lookback: far"))
+
+
+FAR_RELATIONS = """version: 1
+max_distance: 30
+relations:
+  affects:
+    args: [DRUG, GENE]
+    templates:
+      - id: affects.inhibits
+        pattern: '{DRUG}(?:, [^,]+,)? inhibits {GENE}'
+  treats:
+    args: [DRUG, DISEASE]
+    max_distance: 60
+    templates:
+      - id: treats.for
+        pattern: '{DRUG} is given for {DISEASE}'
+"""
+
+
+def test_pairs_beyond_max_distance_are_counted_in_the_report(tmp_path):
+    from stages.relations import count_beyond
+
+    spec = _drug_spec(tmp_path, FAR_RELATIONS)
+    lab = RelationLabeller(spec)
+    sents = [_given("Ketoconazole inhibits CYP3A4.", ("Ketoconazole", "DRUG"), ("CYP3A4", "GENE")),
+             _given("Ketoconazole, an antifungal drug used for decades, inhibits CYP3A4.",
+                    ("Ketoconazole", "DRUG"), ("CYP3A4", "GENE"), sent=1),
+             _given("CYP3A4, which metabolises half of all drugs in use, binds ritonavir.",
+                    ("CYP3A4", "GENE"), ("ritonavir", "DRUG"), sent=2)]
+    ex = [e for s in sents for e in lab.label_sentence(s)]
+    assert [(e.sent_id, e.label) for e in ex] == [(0, "affects")]
+    assert lab.stats.beyond_max_distance == {"DRUG-GENE": 2}  # named subject first, whatever the text order
+    report = annotation_report(ex, ex, spec, beyond_max_distance=dict(lab.stats.beyond_max_distance))
+    assert report["beyond_max_distance"] == {"DRUG-GENE": {"max_distance": 30, "pairs": 2},
+                                             "DRUG-DISEASE": {"max_distance": 60, "pairs": 0}}
+    md = report_markdown(report)
+    assert "## Pairs beyond max_distance" in md and "| DRUG-GENE | 30 | 2 |" in md and "2 in all" in md
+    # a given (gold or imported) pair that far apart is named too
+    s = sents[1]
+    gold = Example("ddi:1", "ddi", 1, s.text, Span(0, 12, "DRUG", "Ketoconazole"),
+                   Span(s.text.index("CYP3A4"), len(s.text) - 1, "GENE", "CYP3A4"), "affects", origin="gold")
+    assert count_beyond(lab, [gold]) == {"DRUG-GENE": 1}
+    assert count_beyond(RelationLabeller(_drug_spec(tmp_path, FAR_RELATIONS.replace("30", "80"))), [gold]) == {}
