@@ -10,6 +10,11 @@ slot naming a type the schema lacks or a regex that does not compile raises
 ``InputError`` naming the file, the pattern id and the fix. Regexes are compiled
 with the ``regex`` package so every user pattern can run under a time limit
 (``timeout=``): a catastrophic pattern is reported and skipped, never a hang.
+
+``ANY`` in a relation's args or a template slot is expanded here, at load, into the
+concrete type pairs: every consumer of a spec sees concrete pairs only, and a domain
+with many types writes a template once instead of once per type pair. The rule
+language is described in docs/domains.md.
 """
 from __future__ import annotations
 

@@ -4,12 +4,17 @@ priorities, reproducible negative sampling, and the labelling-function report.
 * Candidates: two mentions of one sentence whose types some relation allows
   (in either text order), at most ``max_distance`` characters apart (the gap
   between them). The subject/object direction comes from the relation's args.
+  Pairs farther apart are counted per type pair (``LabelStats.beyond_max_distance``,
+  the report's ``beyond_max_distance``): a corpus with given pairs must see what it loses.
 * A template such as ``{TAXON} (?:from|at) (?:the )?{LOC}`` fires on a pair when
   its first slot is *exactly* the first mention, its second slot exactly the
   second, and the regex parts before, between and after match the text there.
+  The middle is matched inside the sentence (``Template.middle_fits``), so a ``\b``
+  next to a slot sees the mention's edge; the prefix looks back ``lookback`` characters.
 * Other mentions lying between the pair are shown to the templates as ``<TYPE>``
   (``{TAXON} from the <STRAT>, {LOC}``): a template can require, skip over or
-  list them (``{TAXON}(?:, <TAXON>)* and <TAXON> from the {STRAT}``).
+  list them (``{TAXON}(?:, <TAXON>)* and <TAXON> from the {STRAT}``); with
+  ``inner_mentions: text`` (file, relation or template) as their own words instead.
 * A negative cue of a relation that matches (between the mentions, or anywhere
   in the sentence with ``scope: sentence``) vetoes that relation for the pair.
 * Several relations firing on one pair is a conflict: the highest priority wins
