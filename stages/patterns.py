@@ -675,7 +675,12 @@ def _compile_template(ctx: _Ctx, rel: str, args: list[tuple[str, str]], types: s
         if ra is None and rb is None:
             raise ctx.fail(where, f"slots {{{ta}}} and {{{tb}}} but relation {rel!r} allows only {allowed}",
                            "change the slot types, or add the pair to args")
-        raise ctx.fail(where, f"the slots' types and roles bind no pair relation {rel!r} allows ({allowed})",
+        if ANY in (ta, tb):
+            raise ctx.fail(where, f"the slots' types and roles bind no pair relation {rel!r} allows ({allowed})",
+                           "change the slot types or roles, or add the pair to args")
+        first_is_subj = ra == "subj" if ra is not None else rb == "obj"
+        subj_t, obj_t = (ta, tb) if first_is_subj else (tb, ta)
+        raise ctx.fail(where, f"slots bind ({subj_t}, {obj_t}) but relation {rel!r} allows only {allowed}",
                        "change the slot types or roles, or add the pair to args")
     flags = regex.IGNORECASE if t.get("ignore_case", False) else 0
     inner = ctx.choice(where, "inner_mentions", t.get("inner_mentions", rel_inner), INNER_MENTIONS)

@@ -9,7 +9,7 @@ priorities, reproducible negative sampling, and the labelling-function report.
 * A template such as ``{TAXON} (?:from|at) (?:the )?{LOC}`` fires on a pair when
   its first slot is *exactly* the first mention, its second slot exactly the
   second, and the regex parts before, between and after match the text there.
-  The middle is matched inside the sentence (``Template.middle_fits``), so a ``\b``
+  The middle is matched inside the sentence (``Template.middle_fits``), so a ``\\b``
   next to a slot sees the mention's edge; the prefix looks back ``lookback`` characters.
 * Other mentions lying between the pair are shown to the templates as ``<TYPE>``
   (``{TAXON} from the <STRAT>, {LOC}``): a template can require, skip over or
