@@ -40,7 +40,7 @@ def test_every_span_points_at_its_text(part):
 
 @pytest.mark.parametrize("part", PARTS)
 def test_mentions_are_typed_sorted_and_never_overlap(part):
-    types = set(load_entity_spec(ROOT / "data/patterns/entities_recall.yaml", base_dir=ROOT).types)
+    types = set(load_entity_spec(ROOT / "data/patterns/entities.yaml", base_dir=ROOT).types)
     counts = {t: 0 for t in types}
     for r in read_dev_set(PARTS[part][0]):
         ms = r["mentions"]
@@ -95,7 +95,7 @@ def test_scorer_exact_and_overlap_on_the_dev_set(rows):
 
 
 def test_patterns_on_the_dev_set_sentence_by_sentence(rows, gazetteers, tmp_path):
-    annotator = EntityAnnotator(load_entity_spec(ROOT / "data/patterns/entities_recall.yaml", base_dir=ROOT))
+    annotator = EntityAnnotator(load_entity_spec(ROOT / "data/patterns/entities.yaml", base_dir=ROOT))
     predicted, context = annotate_dev(annotator, rows, mined_dir=None)
     assert set(context.values()) == {"sentence"}
     for r, ms in zip(rows, predicted):
