@@ -2,6 +2,8 @@
 it finds a name no pattern or list holds from the name's shape and its context."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from stages import tagger as T
@@ -102,3 +104,49 @@ def test_folds_split_the_papers_so_none_is_tagged_by_a_model_trained_on_it():
     assert T.assign_folds(reversed(papers), 2) == folds  # the order papers come in does not matter
     assert set(T.assign_folds(papers[:2], 5).values()) == {0, 1}  # never more folds than papers
     assert T.assign_folds(["only"], 2) == {"only": 0}
+
+
+def test_entities_stage_with_the_tagger_cross_fits_caches_and_switches_off(tmp_path, monkeypatch, prefect_server):
+    """The `entities` flow with entities.tagger on: two folds, each paper tagged by the model of
+    the other paper, every pattern mention kept; a second run is all cached; off, the tagger
+    folder says so and holds no model."""
+    import json
+
+    import yaml
+
+    from flows.entities import run_entities
+    from stages.records import Sentence, write_jsonl
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "gazetteers").symlink_to(root / "data" / "gazetteers")
+    for d, sents in (("a", _corpus()[:18]), ("b", _corpus()[18:])):
+        write_jsonl(tmp_path / "data" / "mined" / f"{d}.jsonl",
+                    [Sentence(d, i, 1, "body", s.text) for i, s in enumerate(sents)])
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    ent = {**raw["entities"], "patterns": str(root / "data/patterns/entities.yaml"), "tagger": True}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"run": {**raw["run"], "task_runner": "threads", "cache_dir": str(tmp_path / "c")},
+                                      "entities": ent}))
+    first = run_entities(str(params))
+    info = json.loads((tmp_path / "data/entity_tagger/tagger.json").read_text())
+    assert info["enabled"] and [f["tagged_papers"] for f in info["folds"]] in (
+        [["a"], ["b"]], [["b"], ["a"]])
+    assert sorted(p.name for p in (tmp_path / "data/entity_tagger").iterdir()) == [
+        "model-0.crfsuite", "model-1.crfsuite", "tagger.json"]
+    assert first["tagger"]["added"] == info["added"] and first["tagger"]["tagged_papers"] == 2
+    second = run_entities(str(params))
+    assert second["tagger"]["cached_papers"] == 2 and all(f["training"]["cached"] for f in second["tagger"]["folds"])
+    tagged = {f.stem: f.read_text() for f in (tmp_path / "data/entities").glob("*.jsonl")}
+
+    ent["tagger"] = False
+    params.write_text(yaml.safe_dump({"run": {**raw["run"], "task_runner": "threads", "cache_dir": str(tmp_path / "c")},
+                                      "entities": ent}))
+    off = run_entities(str(params))
+    assert off["tagger"] == {"enabled": False}
+    assert sorted(p.name for p in (tmp_path / "data/entity_tagger").iterdir()) == ["tagger.json"]
+    for f in (tmp_path / "data/entities").glob("*.jsonl"):  # the patterns' mentions are all kept by the union
+        with_tagger = [json.loads(x) for x in tagged[f.stem].splitlines()]
+        for a, b in zip([json.loads(x) for x in f.read_text().splitlines()], with_tagger):
+            assert all(m in b["mentions"] for m in a["mentions"])
