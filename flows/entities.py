@@ -8,11 +8,12 @@ its sentences, the entity pattern file, a gazetteer, the params or the code
 changed; the output folder is rebuilt from the cache (temp folder, then swap),
 so a removed paper disappears.
 
-With ``entities.tagger: true`` the learned tagger (stages/tagger.py) is trained on all
-the papers' pattern mentions, then adds its mentions to each paper's. Its model is cached
-under the keys of those annotations, so it is retrained only when a paper, the patterns or
-the tagger settings change; ``entities.tagger_dir`` gets the model and its figures
-(``tagger.json``, which says so when the tagger is off).
+With ``entities.tagger: true`` the learned tagger (stages/tagger.py) adds its mentions to
+each paper's: the papers are dealt into folds, and each fold is tagged by a model trained on
+the other folds' pattern mentions. The models are cached under the keys of those
+annotations, so they are retrained only when a paper, the patterns or the tagger settings
+change; ``entities.tagger_dir`` gets the models and their figures (``tagger.json``, which
+says so when the tagger is off).
 """
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ def annotate_paper(mined: str, key: str, cache_dir: str, patterns: str, spec_dig
 
 
 def tagger_key(paper_keys: list[str], p: EntitiesParams) -> str:
-    return make_key("entity-tagger", sorted(paper_keys), vars(p.tagger_params()), sorted(p.skip_sections), code_version(tagger_mod))
+    return make_key("entity-tagger", sorted(paper_keys), vars(p.tagger_params()), sorted(p.skip_sections),
+                    code_version(tagger_mod))
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
