@@ -9,9 +9,10 @@ by hand (tests/data/entities_dev.README.md), so it measures the two types BGS la
 recall on names no list holds.
 
 Each sentence is annotated the way the `entities` stage does it: when data/mined holds the
-sentence's paper with the same text, the whole paper is annotated (so the per-paper
-propagation pass sees the paper, not one sentence) and the dev sentences are picked out;
-otherwise the sentence alone is annotated (``context`` in the output says which, per paper).
+sentence's paper, the whole paper is annotated with the sentence in it (so the per-paper
+propagation pass sees the paper, not one sentence; a dev sentence the mining now splits
+otherwise is added to the paper as one more sentence); otherwise the sentence alone is
+annotated (``context`` in the output says which, per paper).
 Sections listed in ``entities.skip_sections`` are not skipped: every dev sentence counts.
 
 Per type: precision, recall and F1 with exact spans (same start, end and type) and with
@@ -69,23 +70,37 @@ def read_dev_set(path: str | Path = DEV_SET) -> list[dict]:
 
 def annotate_dev(annotator: EntityAnnotator, rows: list[dict], mined_dir: str | Path | None = ROOT / "data" / "mined"
                  ) -> tuple[list[list[Mention]], dict[str, str]]:
-    """Predicted mentions per dev row, and per paper the context used ("paper" or "sentence")."""
+    """Predicted mentions per dev row, and per paper the context used. When data/mined holds the
+    row's paper, the whole paper is annotated with the row in it, so the per-paper passes
+    (propagation, normalisation) see the paper: a row whose text is one of the paper's sentences
+    is read from there, any other (the mining has changed since the row was marked) is annotated
+    as one more sentence of that paper ("paper" or "paper, N rows added"); without the paper
+    each row is annotated alone ("sentence")."""
     preds: dict[tuple[str, int], list[Mention]] = {}
     context: dict[str, str] = {}
     for doc in sorted({r["doc_id"] for r in rows}):
-        want = {r["sent_id"]: r["text"] for r in rows if r["doc_id"] == doc}
+        want = [r for r in rows if r["doc_id"] == doc]
         mined = Path(mined_dir) / f"{doc}.jsonl" if mined_dir is not None else None
         sents = read_records(mined, Sentence) if mined is not None and mined.exists() else []
-        by_id = {s.sent_id: s for s in sents}
-        if sents and all(i in by_id and by_id[i].text == t for i, t in want.items()):
-            for a in annotator.annotate(sents):
-                if a.sent_id in want:
-                    preds[(doc, a.sent_id)] = a.mentions
-            context[doc] = "paper"
-        else:
-            for i, t in want.items():
-                preds[(doc, i)] = annotator.find(t)
+        if not sents:
+            for r in want:
+                preds[(doc, r["sent_id"])] = annotator.find(r["text"])
             context[doc] = "sentence"
+            continue
+        by_text = {s.text: s.sent_id for s in sents}
+        extra, where = [], {}
+        next_id = max(s.sent_id for s in sents) + 1
+        for r in want:
+            if r["text"] in by_text:
+                where[r["sent_id"]] = by_text[r["text"]]
+            else:
+                where[r["sent_id"]] = next_id
+                extra.append(Sentence(doc, next_id, 0, "body", r["text"]))
+                next_id += 1
+        got = {a.sent_id: a.mentions for a in annotator.annotate(sents + extra)}
+        for r in want:
+            preds[(doc, r["sent_id"])] = got[where[r["sent_id"]]]
+        context[doc] = "paper" + (f", {len(extra)} rows added" if extra else "")
     return [preds[(r["doc_id"], r["sent_id"])] for r in rows], context
 
 

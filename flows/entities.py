@@ -7,6 +7,13 @@ Reads data/mined/<doc_id>.jsonl (Sentence), writes data/entities/<doc_id>.jsonl
 its sentences, the entity pattern file, a gazetteer, the params or the code
 changed; the output folder is rebuilt from the cache (temp folder, then swap),
 so a removed paper disappears.
+
+With ``entities.tagger: true`` the learned tagger (stages/tagger.py) adds its mentions to
+each paper's: the papers are dealt into folds, and each fold is tagged by a model trained on
+the other folds' pattern mentions. The models are cached under the keys of those
+annotations, so they are retrained only when a paper, the patterns or the tagger settings
+change; ``entities.tagger_dir`` gets the models and their figures (``tagger.json``, which
+says so when the tagger is off).
 """
 from __future__ import annotations
 
@@ -31,11 +38,12 @@ from flows.common import (
 from stages import entities as entities_mod
 from stages import patterns as patterns_mod
 from stages import records as records_mod
+from stages import tagger as tagger_mod
 from stages.cache import ResultCache, code_version, file_digest, make_key
 from stages.entities import AnnotatorStats, EntitiesParams, get_annotator, with_given
 from stages.errors import InputError
 from stages.patterns import load_entity_spec
-from stages.records import AnnotatedSentence, Sentence, atomic_write_json, read_records, to_dict
+from stages.records import AnnotatedSentence, Sentence, atomic_write_json, iter_jsonl, read_records, to_dict
 
 
 def code_digest() -> str:
@@ -80,6 +88,47 @@ def annotate_paper(mined: str, key: str, cache_dir: str, patterns: str, spec_dig
     return {**summary, "cached": False, "key": key}
 
 
+def tagger_key(paper_keys: list[str], p: EntitiesParams) -> str:
+    return make_key("entity-tagger", sorted(paper_keys), vars(p.tagger_params()), sorted(p.skip_sections),
+                    code_version(tagger_mod))
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def train_tagger(annotated: list[str], key: str, cache_dir: str, p: EntitiesParams) -> dict:
+    """Train the tagger on the papers' annotations unless a model with this key is cached."""
+    models = ResultCache(cache_dir, "entity-tagger", ".crfsuite")
+    meta = ResultCache(cache_dir, "entity-tagger-meta", ".json")
+    if models.get(key) and meta.get(key):
+        return {**json.loads(meta.path(key).read_text()), "cached": True}
+    t0 = time.perf_counter()
+    sentences = [AnnotatedSentence.from_dict(d) for f in annotated for d in iter_jsonl(f)]
+    seqs = tagger_mod.training_sequences(sentences, p.tagger_params(), p.skip_sections)
+    info = tagger_mod.train(seqs, p.tagger_params(), models.path(key))
+    info["train_seconds"] = round(time.perf_counter() - t0, 2)
+    meta.put_text(key, json.dumps(info))
+    return {**info, "cached": False}
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def tag_paper(annotated: str, key: str, model: str, cache_dir: str, p: EntitiesParams, types: list[str]) -> dict:
+    """Add the tagger's mentions to one paper's pattern annotations (cached per paper and model)."""
+    data = ResultCache(cache_dir, "entities-tagged")
+    meta = ResultCache(cache_dir, "entities-tagged-meta", ".json")
+    if data.get(key) and meta.get(key):
+        return {**json.loads(meta.path(key).read_text()), "cached": True, "key": key}
+    t0 = time.perf_counter()
+    sentences = [AnnotatedSentence.from_dict(d) for d in iter_jsonl(annotated)]
+    tagger = tagger_mod.EntityTagger(model, p.tagger_params(), types)
+    before = Counter(m.type for a in sentences for m in a.mentions)
+    tagger_mod.tag_sentences(tagger, sentences, p.skip_sections)
+    after = Counter(m.type for a in sentences for m in a.mentions)
+    data.put_text(key, "".join(json.dumps(to_dict(a), ensure_ascii=False) + "\n" for a in sentences))
+    summary = {"sentences": len(sentences), "added": dict(after - before), "mentions": dict(after),
+               "seconds": round(time.perf_counter() - t0, 3)}
+    meta.put_text(key, json.dumps(summary))
+    return {**summary, "cached": False, "key": key}
+
+
 def check_gazetteers_dir(files, gazetteers_dir: str, patterns: str) -> None:
     """Every gazetteer file must lie in ``entities.gazetteers_dir``: dvc.yaml depends on that
     folder, so an edit of a list elsewhere would not rerun the stage."""
@@ -120,19 +169,22 @@ def entities_flow(params_path: str = "params.yaml") -> dict:
         if "error" in s:
             logger.error(s["error"])
 
+    ok = [s for s in summaries if "error" not in s]
+    cache = ResultCache(run.cache_dir, "entities")
+    source = {s["doc_id"]: (cache, s["key"]) for s in ok}  # where each paper's output is taken from
+    tagger_report = tag_corpus(p, run.cache_dir, ok, cache, sorted(spec.types), source, logger)
+
     out = Path(p.out_dir)
     tmp = new_tmp_dir(out)
-    cache = ResultCache(run.cache_dir, "entities")
     try:
-        for s in summaries:
-            if "error" not in s:
-                cache.copy_to(s["key"], tmp / f"{s['doc_id']}.jsonl")
+        for s in ok:
+            where, key = source[s["doc_id"]]
+            where.copy_to(key, tmp / f"{s['doc_id']}.jsonl")
         swap_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-    ok = [s for s in summaries if "error" not in s]
     mentions: Counter = Counter()
     sources: Counter = Counter()
     timeouts: set[str] = set()
@@ -140,6 +192,9 @@ def entities_flow(params_path: str = "params.yaml") -> dict:
         mentions.update(s["mentions"])
         sources.update(s["sources"])
         timeouts.update(s.get("timeouts", []))
+    if tagger_report.get("added"):
+        mentions.update(tagger_report["added"])
+        sources[tagger_mod.SOURCE] += sum(tagger_report["added"].values())
     report = {
         "papers": len(summaries),
         "annotated": sum(not s["cached"] for s in ok),
@@ -151,6 +206,7 @@ def entities_flow(params_path: str = "params.yaml") -> dict:
         "sources": dict(sources.most_common()),
         "timed_out_patterns": sorted(timeouts),
         "gazetteer_names": {g.id: len(g.names) for g in spec.gazetteers},
+        "tagger": tagger_report,
         "annotate_seconds": round(sum(s["seconds"] for s in ok if not s["cached"]), 3),
         "wall_seconds": round(time.perf_counter() - t0, 3),
         "per_paper": [{k: s.get(k) for k in ("doc_id", "cached", "sentences", "seconds")} | {"mentions": sum(s["mentions"].values())}
@@ -159,6 +215,56 @@ def entities_flow(params_path: str = "params.yaml") -> dict:
     atomic_write_json(p.report, report)
     logger.info("entities: %d mentions in %d papers (%d annotated, %d cached)", report["mentions"],
                 len(ok), report["annotated"], report["cached"])
+    return report
+
+
+def tag_corpus(p: EntitiesParams, cache_dir: str, ok: list[dict], cache: ResultCache, types: list[str],
+               source: dict, logger) -> dict:
+    """When ``entities.tagger`` is on: per fold, train the tagger on the other folds' papers and
+    tag that fold's papers (``source`` then points at the tagged outputs). Write
+    ``entities.tagger_dir`` either way and return its figures."""
+    tdir = Path(p.tagger_dir)
+    tmp = new_tmp_dir(tdir)
+    try:
+        if not p.tagger:
+            report: dict = {"enabled": False}
+        elif not ok:
+            report = {"enabled": True, "note": "no paper annotated: nothing to train on"}
+        else:
+            fold_of = tagger_mod.assign_folds([s["doc_id"] for s in ok], p.tagger_folds)
+            k = max(fold_of.values()) + 1
+            folds = [[s for s in ok if fold_of[s["doc_id"]] == f] for f in range(k)]
+            trainsets = [[s for s in ok if fold_of[s["doc_id"]] != f] or folds[f] for f in range(k)]  # one paper: itself
+            keys = [tagger_key([s["key"] for s in t], p) for t in trainsets]
+            infos = [f.result() for f in train_tagger.map([[str(cache.path(s["key"])) for s in t] for t in trainsets],
+                                                         keys, cache_dir=cache_dir, p=unmapped(p))]
+            models = ResultCache(cache_dir, "entity-tagger", ".crfsuite")
+            for f, info in enumerate(infos):
+                logger.info("entity tagger fold %d/%d: %s on %d sentences (%s s)", f + 1, k,
+                            "cached" if info["cached"] else "trained", info["sentences"], info.get("train_seconds"))
+                shutil.copyfile(models.path(keys[f]), tmp / f"model-{f}.crfsuite")
+            papers = [s for fold in folds for s in fold]
+            model_of = [str(models.path(keys[fold_of[s["doc_id"]]])) for s in papers]
+            tkeys = [make_key("entities-tagged", s["key"], keys[fold_of[s["doc_id"]]]) for s in papers]
+            tagged = [f.result() for f in tag_paper.map([str(cache.path(s["key"])) for s in papers], tkeys, model_of,
+                                                        cache_dir=cache_dir, p=unmapped(p), types=unmapped(types))]
+            tcache = ResultCache(cache_dir, "entities-tagged")
+            added: Counter = Counter()
+            for s, t in zip(papers, tagged):
+                source[s["doc_id"]] = (tcache, t["key"])
+                added.update(t["added"])
+            fresh = [t for t in tagged if not t["cached"]]
+            secs = sum(t["seconds"] for t in fresh)
+            report = {"enabled": True, "params": vars(p.tagger_params()),
+                      "folds": [{"model": f"model-{f}.crfsuite", "tagged_papers": sorted(s["doc_id"] for s in folds[f]),
+                                 "training": infos[f]} for f in range(k)],
+                      "added": dict(sorted(added.items())), "tagged_papers": len(fresh), "cached_papers": len(tagged) - len(fresh),
+                      "sentences_per_s": round(sum(t["sentences"] for t in fresh) / secs, 1) if secs else None}
+        atomic_write_json(tmp / "tagger.json", report)
+        swap_dir(tmp, tdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return report
 
 

@@ -373,7 +373,24 @@ class EntitiesParams:
     skip_sections: list[str] = field(default_factory=lambda: ["references"])
     regex_timeout_s: float = 1.0
     given: Literal["ignore", "only", "plus_patterns"] = "ignore"  # mentions already in the input records
+    # the learned tagger (stages/tagger.py): trained on this stage's own mentions, used beside them
+    tagger: bool = False
+    tagger_dir: str = "data/entity_tagger"   # its model and training figures (a DVC output; written when off too)
+    tagger_types: list[str] = field(default_factory=list)  # types it may add ([]: all)
+    tagger_min_confidence: float = 0.5
+    tagger_name_dropout: float = 0.5   # share of mention words hidden in a second copy of each training sentence
+    tagger_c1: float = 0.05
+    tagger_c2: float = 0.05
+    tagger_max_iterations: int = 100
+    tagger_folds: int = 2   # each paper is tagged by a model trained on the other folds' papers
 
     def check(self) -> None:
         if self.regex_timeout_s <= 0:
             raise ValueError("regex_timeout_s must be > 0")
+        self.tagger_params().check()
+
+    def tagger_params(self):
+        from .tagger import TaggerParams
+
+        return TaggerParams(list(self.tagger_types), self.tagger_min_confidence, self.tagger_name_dropout,
+                            self.tagger_c1, self.tagger_c2, self.tagger_max_iterations, self.tagger_folds)

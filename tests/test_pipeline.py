@@ -156,7 +156,9 @@ def test_a_second_domain_builds_apart_from_the_default(project, hard_pdfs):
     pp.write_text(yaml.safe_dump(params, sort_keys=False))
     default_metrics = (repo / "reports" / "metrics.json").read_bytes()
     out = _run(dvc + ["repro", "domains/methods/dvc.yaml"], repo, env)
-    assert ran_stages(out) == [f"domains/methods/dvc.yaml:{s}" for s in STAGES]
+    ran = ran_stages(out)  # knowledge and mine/entities are independent: DVC may run them in either order
+    want = [f"domains/methods/dvc.yaml:{s}" for s in STAGES]
+    assert sorted(ran) == sorted(want) and ran[-6:] == want[-6:]
     for stage, paths in stage_paths(repo / "domains/methods/dvc.yaml", params).items():
         for rel in paths:
             assert rel.startswith("domains/methods/") and (repo / rel).exists(), f"{stage}: {rel}"

@@ -184,6 +184,27 @@ def test_fixed_no_relation_prior_and_params_checks():
         W.WeakParams(no_relation_prior=1.5).check()
 
 
+def test_a_source_is_never_evidence_against_its_own_class():
+    """A source that fires more often on the other class than on its own (as the consistency
+    source did beside the vetoes) is held to uninformative: its vote never lowers its class."""
+    rng = random.Random(1)
+    n = 2000
+    truth = ["r" if rng.random() < 0.5 else NO_RELATION for _ in range(n)]
+    spec = {"t": ("r", 0.4, 0.02), "v": (NO_RELATION, 0.6, 0.05), "bad": ("r", 0.1, 0.4)}
+    votes = []
+    for y in truth:
+        votes.append({s: c for s, (c, hit, miss) in spec.items() if rng.random() < (hit if y == c else miss)})
+    f = fit(votes, [[NO_RELATION, "r"]] * n, ["g"] * n, [set(spec)] * n, {s: c for s, (c, _, _) in spec.items()},
+            [NO_RELATION, "r"], LabelModelParams())
+    for j, s in enumerate(f.sources):
+        assert f.beta[j, f.source_class[j]] >= f.beta[j].max() - 1e-12, s
+    j = f.sources.index("bad")
+    assert f.beta[j, 0] == pytest.approx(f.beta[j, 1])
+    alone = [i for i, v in enumerate(votes) if set(v) == {"bad"}]
+    none = [i for i, v in enumerate(votes) if not v]
+    assert f.posteriors[alone[0], 1] == pytest.approx(f.posteriors[none[0], 1], abs=1e-6)
+
+
 def _examples(spec, sentences):
     lab = RelationLabeller(spec)
     return [e for s in sentences for e in lab.label_sentence(s)]
