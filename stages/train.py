@@ -429,7 +429,7 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
     targets = soft_targets(train, label2id) if p.soft_labels and any(e.probs for e in train) else None
     lengths = [len(e.input_ids) for e in enc]
     pad = tokenizer.pad_token_id or 0
-    plan = None
+    plan = dev_plan = None
     if p.unlabelled != "none":
         plan = pu_plan(train, label2id, p.unlabelled, p.pu_sure, p.pu_prior)
         if not plan.groups:
@@ -437,6 +437,11 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
                         "unlabelled pairs; training on the labels as usual", p.unlabelled)
             plan = None
         else:
+            # the dev split's PU risk with the training priors (dev is too small to estimate its own)
+            priors = {g: d["prior"] for g, d in plan.info.items()}
+            dev_plan = pu_plan(dev, label2id, p.unlabelled, p.pu_sure, priors) if dev else None
+            if dev_plan is not None and not dev_plan.groups:
+                dev_plan = None
             for g, d in plan.info.items():
                 log.info("PU %s (%s): %d sure positive, %d sure negative, %d unlabelled; prior %.3f "
                          "(label model %.3f), positives in unlabelled %.3f", g, d["relation"], d["sure_positive"],
@@ -475,6 +480,7 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
              "LoRA" if p.lora else "full fine-tune", n_train_params, n_params, acc.device, precision)
     history: list[dict[str, float]] = []
     best_f1, best_epoch, best_state, bad_epochs = -1.0, 0, None, 0
+    best_score = -math.inf
     step, seen, train_seconds = 0, 0, 0.0
     epochs_run = 0
     for epoch in range(1, p.epochs + 1):
@@ -514,19 +520,27 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
                         log_fn(step, {"train/loss": run_loss / run_n, "train/lr": sched.get_last_lr()[0]})
                     run_loss, run_n = 0.0, 0
         train_seconds += time.perf_counter() - t0
-        f1 = dev_macro_f1(acc.unwrap_model(model), tokenizer, entity_types, labels, dev, p, acc.device)
-        history.append({"epoch": epoch, "step": step, "dev_macro_f1": f1})
-        log.info("epoch %d/%d done: dev macro-F1 %.4f (best %.4f), %.1f samples/s", epoch, p.epochs, f1,
-                 max(best_f1, f1), seen / train_seconds)
+        f1, risk = dev_scores(acc.unwrap_model(model), tokenizer, entity_types, labels, dev, p, acc.device,
+                              dev_plan)
+        history.append({"epoch": epoch, "step": step, "dev_macro_f1": f1,
+                        **({"dev_pu_risk": risk} if risk is not None else {})})
+        # PU training departs from the dev split's weak labels on purpose: its epochs are chosen by
+        # the dev PU risk, the others by dev macro-F1
+        score = -risk if risk is not None else f1
+        log.info("epoch %d/%d done: dev macro-F1 %.4f%s, %.1f samples/s", epoch, p.epochs, f1,
+                 f", dev PU risk {risk:.4f}" if risk is not None else f" (best {max(best_f1, f1):.4f})",
+                 seen / train_seconds)
         if log_fn and acc.is_main_process:
-            log_fn(step, {"dev/macro_f1": f1, "epoch": epoch})
-        if f1 > best_f1:
-            best_f1, best_epoch, bad_epochs = f1, epoch, 0
+            log_fn(step, {"dev/macro_f1": f1, "epoch": epoch, **({"dev/pu_risk": risk} if risk is not None else {})})
+        if score > best_score:
+            best_score, best_epoch, bad_epochs = score, epoch, 0
+            best_f1 = f1
             best_state = trainable_state(acc.unwrap_model(model))
         else:
             bad_epochs += 1
             if dev and bad_epochs >= max(p.patience, 1):
-                log.info("early stop: dev macro-F1 has not improved for %d epochs", bad_epochs)
+                log.info("early stop: dev %s has not improved for %d epochs",
+                         "PU risk" if dev_plan is not None else "macro-F1", bad_epochs)
                 break
 
     final = acc.unwrap_model(model)
@@ -552,16 +566,32 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
 
 def dev_macro_f1(model: torch.nn.Module, tokenizer: Any, entity_types: list[str], labels: list[str],
                  dev: Sequence[Example], p: TrainParams, device: torch.device) -> float:
+    return dev_scores(model, tokenizer, entity_types, labels, dev, p, device)[0]
+
+
+def dev_scores(model: torch.nn.Module, tokenizer: Any, entity_types: list[str], labels: list[str],
+               dev: Sequence[Example], p: TrainParams, device: torch.device,
+               dev_plan: PUPlan | None = None) -> tuple[float, float | None]:
+    """Dev macro-F1 over the positive relations (against the dev split's labels) and, with a PU
+    plan for the dev split, its PU risk (what PU training minimises; lower is better)."""
     if not dev:
-        return 0.0
+        return 0.0, None
     meta = M.ModelMeta(labels=labels, entity_types=entity_types, base_model="", lora=p.lora,
                        max_length=p.max_length)
     clf = M.RelationClassifier(model, tokenizer, meta, device=str(device))
     try:
-        pred = clf.predict(dev, p.eval_batch_size)
+        logits = clf.logits(dev, p.eval_batch_size)
     finally:
         model.train()
-    return positive_macro_f1([e.label for e in dev], pred)
+    pred = [labels[i] for i in logits.argmax(-1).tolist()]
+    f1 = positive_macro_f1([e.label for e in dev], pred)
+    risk = None
+    if dev_plan is not None:
+        label2id = {l: i for i, l in enumerate(labels)}
+        y = torch.tensor([label2id.get(e.label, 0) for e in dev])
+        with torch.no_grad():
+            risk = float(pu_loss(logits, y, range(len(dev)), dev_plan, label2id[NO_RELATION], len(dev), 1.0))
+    return f1, risk
 
 
 def save_atomically(out: Path, model: torch.nn.Module, tokenizer: Any, meta: M.ModelMeta) -> None:

@@ -295,7 +295,8 @@ def test_pu_params_are_validated():
 
 
 def test_pnu_training_on_tiny_bert(tiny_bert, tmp_path):
-    """The trainer runs the PU risk end to end: the plan is reported and the loss falls."""
+    """The trainer runs the PU risk end to end: the plan is reported, the loss falls, and the dev
+    PU risk is scored per epoch."""
     from stages.train import result_report
 
     train = _pu_examples() * 2
@@ -303,7 +304,9 @@ def test_pnu_training_on_tiny_bert(tiny_bert, tmp_path):
                     lora_r=4, lora_alpha=8, lora_target_modules=["query", "value"], warmup_ratio=0.0,
                     patience=10, log_every=1, device="cpu", unlabelled="pnu")
     logged = []
-    r = train_model(p, train, made_examples(), log_fn=lambda s, m: logged.append(m))
+    r = train_model(p, train, _pu_examples(), log_fn=lambda s, m: logged.append(m))
+    # the epoch is chosen by the dev PU risk (the dev split has label-model probabilities)
+    assert all("dev_pu_risk" in h for h in r.history)
     assert r.pu["LOC-TAXON"]["sure_positive"] == 8 and r.pu["LOC-TAXON"]["unlabelled"] == 8
     losses = [m["train/loss"] for m in logged if "train/loss" in m]
     assert sum(losses[-3:]) < sum(losses[:3])
