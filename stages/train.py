@@ -3,8 +3,13 @@
 A plain torch loop (through ``accelerate`` for device placement, mixed precision and
 multi-GPU): every example is encoded once, batches are grouped by length and padded
 only to their longest item, the dev split is scored after each epoch (macro-F1 over the
-positive relations) and training stops when it has not improved for ``patience`` epochs;
+positive relations, or its PU risk under ``train.unlabelled``) and training stops when it has not improved for ``patience`` epochs;
 the best epoch's weights are saved.
+
+Weak labels are sure only where a rule fired; ``train.unlabelled`` (``pu`` / ``pnu``) learns the
+other pairs as unlabelled with the non-negative PU risk, per type pair, with the label model's
+class balance as the prior (``pu_plan``, ``pu_loss``): a hard label that calls every unvoted pair
+related teaches the model that being unvoted means being related.
 
 Multi-GPU: ``accelerate launch -m flows.train`` runs one process per GPU; each trains
 on its share of the batches, all score the dev split identically, the main one saves.
@@ -236,7 +241,8 @@ def pu_plan(examples: Sequence[Example], label2id: dict[str, int], mode: str, su
         idx = by_group[g]
         r = rel_name[rel_of[g]]
         p_idx = [i for i in idx if (examples[i].probs or {}).get(r, 0.0) >= sure]
-        n_idx = ([i for i in idx if i not in set(p_idx) and (examples[i].probs or {}).get(NO_RELATION, 0.0) >= sure]
+        pos_set = set(p_idx)
+        n_idx = ([i for i in idx if i not in pos_set and (examples[i].probs or {}).get(NO_RELATION, 0.0) >= sure]
                  if mode == "pnu" else [])
         taken = set(p_idx) | set(n_idx)
         u_idx = [i for i in idx if i not in taken]
