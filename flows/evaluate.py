@@ -35,75 +35,36 @@ def make_decider(model: Any, params: Any):
 
 
 def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:
-    """Every gold set scored by the patterns, the label model, co-occurrence and the model,
-    with per-pair predictions in reports/gold_predictions/<name>.jsonl."""
+    """Every gold set scored by the patterns, the label model, co-occurrence and the model
+    (stages/gold.py), with per-pair predictions in reports/gold_predictions/<name>.jsonl."""
     from stages import gold as G
-    from stages import weak as W
     from stages.evaluate import predict, relation_scores
-    from stages.patterns import load_entity_types, load_relations_spec
     from stages.records import write_jsonl
-    from stages.relations import RelationLabeller, count_beyond
 
-    from stages.errors import InputError
-
-    notes: list[str] = []
-    spec = labeller = fitted = sources = None
-    try:
-        spec = load_relations_spec(params.relation_patterns, load_entity_types(params.entity_patterns))
-        labeller = RelationLabeller(spec)
-    except InputError as exc:
-        notes.append(f"{exc}; the patterns, label model and co-occurrence columns are left out")
-    if spec is not None and Path(params.label_model).exists():
-        fitted = W.load_fitted(params.label_model)
-        sources = W.sources_for(fitted, spec)
-    elif spec is not None:
-        notes.append(f"{params.label_model}: no label model (label_model.enabled false?); its column is left out")
+    rules = G.load_rule_labellers(params.relation_patterns, params.entity_patterns, params.label_model)
     seen: set[str] | None = None
+    missing_train: list[str] = []
     if Path(params.train_data).exists():
         seen = {e.text for e in read_examples(params.train_data, "augment")}
     else:
-        notes.append(f"{params.train_data}: not found; the unseen-sentence subset is left out")
-    sets = {"gold": params.gold_dir, **params.gold_sets}
+        missing_train.append(f"{params.train_data}: not found; the unseen-sentence subset is left out")
+    decide_fn = decide or (lambda examples: predict(model, examples, params.batch_size))
+    results, set_notes = G.score_gold_sets({"gold": params.gold_dir, **params.gold_sets}, rules, decide_fn,
+                                       relation_scores, params.bootstrap, params.seed, seen,
+                                       "calibrated thresholds + type constraints" if decide else "argmax")
+    notes = rules.notes + missing_train + set_notes
     out: dict[str, Any] = {}
-    for name, path in sets.items():
-        if not Path(path).exists():
-            notes.append(f"gold set {name}: {path} not found, skipped")
-            log.warning("gold set %s: %s not found, skipped", name, path)
-            continue
-        gold, files, bad = G.read_gold_set(path)
-        for msg in bad:
+    for r in results:
+        for msg in r.bad:
             log.error("%s", msg)
-        if not gold:
-            notes.append(f"gold set {name}: no valid records in {path}")
+        if not r.result:
             continue
-        preds: dict[str, list[str]] = {}
-        extra: dict[str, list[Any]] = {}
-        if spec is not None:
-            view = G.pattern_view(gold, labeller)
-            if far := count_beyond(labeller, gold):  # the patterns, unlike the model, cannot label these
-                msg = (f"gold set {name}: {sum(far.values())} pairs lie farther apart than max_distance "
-                       f"({', '.join(f'{k} {v}' for k, v in far.items())}): the relations stage makes no "
-                       "candidate of them, so the patterns leave them NO_RELATION")
-                notes.append(msg)
-                log.warning("%s", msg)
-            preds["patterns"] = [v.label for v in view]
-            extra["rules"] = [v.rules for v in view]
-            if fitted is not None:
-                post = W.posteriors(fitted, sources, view)
-                preds["label_model"] = [max(p, key=p.get) for p in post]
-                extra["label_model_probs"] = post
-            relation_args = {n: list(rel.args) for n, rel in spec.relations.items()}
-            preds["cooccurrence"] = [G.cooccurrence_label(g, relation_args) for g in gold]
-        labels, conf = decide(gold) if decide else predict(model, gold, params.batch_size)
-        preds["model"] = list(labels)
-        extra["model_confidence"] = [round(float(c), 4) for c in conf]
-        res = G.score_gold_set(gold, preds, relation_scores, params.bootstrap, params.seed, seen)
-        res["files"] = files
-        res["decision"] = "calibrated thresholds + type constraints" if decide else "argmax"
-        out[name] = res
-        write_jsonl(reports / "gold_predictions" / f"{name}.jsonl", G.prediction_records(gold, preds, extra, seen))
-        atomic_write_text(reports / "gold_predictions" / f"{name}.txt", G.markdown_table(name, res) + "\n")
-        log.info("%s", G.markdown_table(name, res))
+        out[r.name] = r.result
+        write_jsonl(reports / "gold_predictions" / f"{r.name}.jsonl", r.records)
+        atomic_write_text(reports / "gold_predictions" / f"{r.name}.txt", r.table + "\n")
+        log.info("%s", r.table)
+    for n in set_notes:
+        log.warning("%s", n)
     # the declared output exists even when no gold set was found
     atomic_write_json(reports / "gold_predictions" / "index.json",
                       {"sets": {k: f"{k}.jsonl" for k in out}, "notes": notes})

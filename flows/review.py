@@ -3,10 +3,11 @@
     python -m flows.review export --out DIR [--per-class N] [--seed S] [--model DIR] [EXAMPLES...]
     python -m flows.review import FILE --batch NAME
 
-export: scores the pattern-labelled examples (``review.examples``: JSONL files or
+export: scores the weakly labelled examples (``review.examples``: JSONL files or
 folders, default data/relations) with the trained model (calibrated; without a model
-only pattern samples are exported) and writes to DIR, per class, the least confident
-predictions and a seeded random sample of pattern-labelled examples, leaving out
+only the label-source conflicts and samples are exported) and writes to DIR, per class, the
+least confident predictions, the predictions the label model disagrees with, the pairs whose
+label sources conflict, and a seeded random sample of labelled examples, leaving out
 examples already in the gold set:
   DIR/tasks.json         Label Studio import (Projects -> Import); pre-annotated
   DIR/label_config.xml   its labelling config (Settings -> Labeling Interface -> Code)
@@ -105,7 +106,7 @@ def export_flow(out_dir: str, per_class: int | None = None, seed: int | None = N
                 examples: list[str] | None = None, params_path: str | None = None) -> dict[str, Any]:
     log = get_run_logger()
     from stages.patterns import schema_args
-    from stages.review import label_config, label_studio_tasks, review_csv, select_batch
+    from stages.review import label_config, label_studio_tasks, review_csv, select_batch, source_conflicts
 
     p: ReviewParams = load_params(ReviewParams, "review", params_path)
     p.per_class = per_class or p.per_class
@@ -124,14 +125,16 @@ def export_flow(out_dir: str, per_class: int | None = None, seed: int | None = N
     if why:
         log.warning("%s: exporting pattern samples only (no least-confident predictions)", why)
     classes = [*allowed, "NO_RELATION"]
-    items = select_batch(pool, predicted, conf, classes, p.per_class, p.seed, allowed, gold_ids(p.gold_dir))
+    conflicts = source_conflicts(pool, p.relation_patterns, p.entity_patterns)
+    items = select_batch(pool, predicted, conf, classes, p.per_class, p.seed, allowed, gold_ids(p.gold_dir),
+                         conflicts)
     out = Path(out_dir)
     atomic_write_json(out / "tasks.json", label_studio_tasks(items))
     atomic_write_text(out / "label_config.xml", label_config(types, list(allowed)))
     atomic_write_text(out / "batch.csv", review_csv(items))
     counts: dict[str, dict[str, int]] = {}
     for it in items:
-        cls = it.predicted if it.reason == "least_confident" else it.pattern_label
+        cls = it.predicted if it.reason in ("least_confident", "label_model_disagrees") else it.pattern_label
         counts.setdefault(cls, {}).setdefault(it.reason, 0)
         counts[cls][it.reason] += 1
     manifest = {"items": len(items), "per_class": p.per_class, "seed": p.seed, "examples": p.examples,

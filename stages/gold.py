@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -181,6 +181,112 @@ def prediction_records(gold: Sequence[Example], preds: dict[str, Sequence[str]],
             rec["sentence_in_training"] = g.text in seen_sentences
         out.append(rec)
     return out
+
+
+# --- every gold set, every labeller ------------------------------------------------------------------
+
+
+@dataclass
+class RuleLabellers:
+    """What the rule columns need: the relations labeller and the type args per relation (None when
+    the pattern files do not load), the fitted label model and its sources (None when not built),
+    and a note per column left out."""
+    labeller: Any = None
+    relation_args: dict[str, list[tuple[str, str]]] | None = None
+    fitted: Any = None
+    sources: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+def load_rule_labellers(relation_patterns: str | Path, entity_patterns: str | Path,
+                        label_model: str | Path) -> RuleLabellers:
+    """The patterns and the label model as the relations stage built them; a pattern file that
+    does not load, or a label model not written, leaves its columns out with a note."""
+    from . import weak as W
+    from .errors import InputError
+    from .patterns import load_entity_types, load_relations_spec
+    from .relations import RelationLabeller
+
+    out = RuleLabellers()
+    try:
+        spec = load_relations_spec(relation_patterns, load_entity_types(entity_patterns))
+    except InputError as exc:
+        out.notes.append(f"{exc}; the patterns, label model and co-occurrence columns are left out")
+        return out
+    out.labeller = RelationLabeller(spec)
+    out.relation_args = {n: list(rel.args) for n, rel in spec.relations.items()}
+    if Path(label_model).exists():
+        out.fitted = W.load_fitted(label_model)
+        out.sources = W.sources_for(out.fitted, spec)
+    else:
+        out.notes.append(f"{label_model}: no label model (label_model.enabled false?); its column is left out")
+    return out
+
+
+def label_gold(gold: Sequence[Example], rules: RuleLabellers,
+               decide: Callable[[Sequence[Example]], tuple[Sequence[str], Sequence[float]]]
+               ) -> tuple[dict[str, list[str]], dict[str, list[Any]]]:
+    """Each labeller's label per gold pair (patterns, label model, co-occurrence, model), and the
+    per-pair extras of the predictions file (rules fired, label model probabilities, model confidence)."""
+    from . import weak as W
+
+    preds: dict[str, list[str]] = {}
+    extra: dict[str, list[Any]] = {}
+    if rules.labeller is not None:
+        view = pattern_view(gold, rules.labeller)
+        preds["patterns"] = [v.label for v in view]
+        extra["rules"] = [v.rules for v in view]
+        if rules.fitted is not None:
+            post = W.posteriors(rules.fitted, rules.sources, view)
+            preds["label_model"] = [max(p, key=p.get) for p in post]
+            extra["label_model_probs"] = post
+        preds["cooccurrence"] = [cooccurrence_label(g, rules.relation_args or {}) for g in gold]
+    labels, conf = decide(gold)
+    preds["model"] = list(labels)
+    extra["model_confidence"] = [round(float(c), 4) for c in conf]
+    return preds, extra
+
+
+@dataclass
+class GoldSetResult:
+    name: str
+    result: dict[str, Any]            # the set's part of metrics_gold.json
+    records: list[dict]               # reports/gold_predictions/<name>.jsonl
+    table: str                        # the markdown table
+    bad: list[str] = field(default_factory=list)  # one message per bad record
+
+
+def score_gold_sets(sets: dict[str, str], rules: RuleLabellers,
+                    decide: Callable[[Sequence[Example]], tuple[Sequence[str], Sequence[float]]],
+                    score_fn: Callable[..., dict], bootstrap: int, seed: int, seen_sentences: set[str] | None,
+                    decision: str) -> tuple[list[GoldSetResult], list[str]]:
+    """Every gold set (name -> folder or file) scored by every labeller, and a note per set missing
+    or empty (``rules.notes`` says which columns are left out)."""
+    from .relations import count_beyond
+
+    notes: list[str] = []
+    out: list[GoldSetResult] = []
+    for name, path in sets.items():
+        if not Path(path).exists():
+            notes.append(f"gold set {name}: {path} not found, skipped")
+            continue
+        gold, files, bad = read_gold_set(path)
+        if not gold:
+            notes.append(f"gold set {name}: no valid records in {path}")
+            out.append(GoldSetResult(name, {}, [], "", bad))
+            continue
+        if rules.labeller is not None and (far := count_beyond(rules.labeller, gold)):
+            # the patterns, unlike the model, cannot label these
+            notes.append(f"gold set {name}: {sum(far.values())} pairs lie farther apart than max_distance "
+                         f"({', '.join(f'{k} {v}' for k, v in far.items())}): the relations stage makes no "
+                         "candidate of them, so the patterns leave them NO_RELATION")
+        preds, extra = label_gold(gold, rules, decide)
+        res = score_gold_set(gold, preds, score_fn, bootstrap, seed, seen_sentences)
+        res["files"] = files
+        res["decision"] = decision
+        out.append(GoldSetResult(name, res, prediction_records(gold, preds, extra, seen_sentences),
+                                 markdown_table(name, res), bad))
+    return out, notes
 
 
 def print_tables(metrics_gold: str | Path) -> str:

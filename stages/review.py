@@ -2,9 +2,13 @@
 
 Export (``select_batch`` + writers): per class, the ``per_class`` least confident
 predictions of the model (examples it predicted as that class, lowest calibrated
-confidence first: where it is most likely wrong) and a seeded random sample of
-``per_class`` examples the patterns labelled with that class (to measure how good the
-patterns are). Examples already in the gold set are left out. Written as
+confidence first: where it is most likely wrong), the ``per_class`` pairs the model gives
+that class while the label model (``Example.probs``) gives another (the label model most
+against it first: one of the two is wrong, and a person's label settles which teaches), the
+``per_class`` pairs of that label-model class on which the label sources conflict (a template
+and a veto both fired: the label model's least sure pairs first), and a seeded random sample of
+``per_class`` examples labelled with that class (to measure how good the weak labels are).
+Examples already in the gold set are left out. Written as
 
 * ``tasks.json``: a Label Studio import file; each task's ``data`` holds the sentence
   (``text``) and the example's fields, and a pre-annotation marks the subject and the
@@ -43,13 +47,15 @@ from .params import INFER_BATCH_SIZE, check_inference_dtype
 from .records import NO_RELATION, Example, Span
 
 CSV_COLUMNS = ("id", "doc_id", "page", "section", "sentence", "subject", "subject_type", "object", "object_type",
-               "predicted", "confidence", "pattern_label", "reason", "allowed_labels", "reviewer_label", "notes",
+               "predicted", "confidence", "pattern_label", "label_model", "label_model_p", "reason", "allowed_labels", "reviewer_label", "notes",
                "sent_id", "text", "subj_start", "subj_end", "obj_start", "obj_end", "rules")
 # what a task's data must hold to rebuild its example (written by ``_task_data``)
 TASK_FIELDS = ("subj_start", "subj_end", "subj_type", "obj_start", "obj_end", "obj_type")
 BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 REASON_LEAST_CONFIDENT = "least_confident"
 REASON_PATTERN_SAMPLE = "pattern_sample"
+REASON_LM_DISAGREES = "label_model_disagrees"
+REASON_SOURCES_CONFLICT = "sources_conflict"
 
 
 @dataclass
@@ -64,6 +70,30 @@ class ReviewItem:
     def pattern_label(self) -> str:
         return self.example.label
 
+    @property
+    def label_model(self) -> tuple[str | None, float | None]:
+        return label_model_choice(self.example)
+
+
+def label_model_choice(ex: Example) -> tuple[str | None, float | None]:
+    """The label model's most probable class for an example and its probability (None without probs)."""
+    if not ex.probs:
+        return None, None
+    best = max(sorted(ex.probs), key=lambda c: ex.probs[c])
+    return best, float(ex.probs[best])
+
+
+def source_conflicts(examples: Sequence[Example], relation_patterns: str | Path, entity_patterns: str | Path) -> list[bool]:
+    """Per example: do its label sources vote for different classes (a template and a veto, or
+    two relations)? Votes as the label model sees them, each veto apart (stages/weak.py)."""
+    from .patterns import load_entity_types, load_relations_spec
+    from .weak import Sources
+
+    spec = load_relations_spec(relation_patterns, load_entity_types(entity_patterns))
+    sources = Sources(spec, {}, consistency=True, combine_vetoes=False)
+    consistent = sources.templated_pairs(examples)
+    return [len(set(sources.votes(e, consistent).values())) > 1 for e in examples]
+
 
 def allowed_labels_for(subj_type: str, obj_type: str, allowed: Mapping[str, Iterable[Sequence[str]]]) -> list[str]:
     """The relations the schema allows for a (subject type, object type) pair, then NO_RELATION."""
@@ -75,9 +105,11 @@ def allowed_labels_for(subj_type: str, obj_type: str, allowed: Mapping[str, Iter
 
 def select_batch(examples: Sequence[Example], predicted: Sequence[str] | None, confidence: Sequence[float] | None,
                  classes: Sequence[str], per_class: int, seed: int, allowed: Mapping[str, Iterable[Sequence[str]]],
-                 exclude_ids: Iterable[str] = ()) -> list[ReviewItem]:
-    """Per class: the least confident predictions, then a seeded sample of pattern-labelled
-    examples not already chosen. The same inputs and seed give the same batch."""
+                 exclude_ids: Iterable[str] = (), conflicts: Sequence[bool] | None = None) -> list[ReviewItem]:
+    """Per class: the least confident predictions, the predictions the label model disagrees
+    with (examples with ``probs``), the pairs whose label sources conflict (``conflicts``), then a
+    seeded sample of labelled examples not already chosen. The same inputs and seed give the
+    same batch."""
     skip = set(exclude_ids)
     pool = [i for i, e in enumerate(examples) if e.id not in skip]
     chosen: dict[int, ReviewItem] = {}
@@ -94,6 +126,18 @@ def select_batch(examples: Sequence[Example], predicted: Sequence[str] | None, c
                           key=lambda i: (confidence[i], examples[i].id))
             for i in mine[:per_class]:
                 chosen[i] = item(i, REASON_LEAST_CONFIDENT)
+            # the model says cls, the label model says otherwise: the label model's P(cls) lowest first
+            against = sorted((i for i in pool if predicted[i] == cls and i not in chosen and examples[i].probs
+                              and label_model_choice(examples[i])[0] != cls),
+                             key=lambda i: (examples[i].probs.get(cls, 0.0), examples[i].id))
+            for i in against[:per_class]:
+                chosen[i] = item(i, REASON_LM_DISAGREES)
+        if conflicts is not None:
+            # the sources disagree on a pair the label model gives cls: its least sure first
+            torn = sorted((i for i in pool if conflicts[i] and i not in chosen and examples[i].label == cls),
+                          key=lambda i: (label_model_choice(examples[i])[1] or 0.0, examples[i].id))
+            for i in torn[:per_class]:
+                chosen[i] = item(i, REASON_SOURCES_CONFLICT)
         labelled = sorted((i for i in pool if examples[i].label == cls and i not in chosen),
                           key=lambda i: examples[i].id)  # sorted first: the sample ignores input order
         rng = random.Random(f"{seed}:{cls}")
@@ -147,7 +191,7 @@ def _task_data(it: ReviewItem) -> dict[str, Any]:
         "subj_start": e.subj.start, "subj_end": e.subj.end, "subj_type": e.subj.type, "subj_text": e.subj.text,
         "obj_start": e.obj.start, "obj_end": e.obj.end, "obj_type": e.obj.type, "obj_text": e.obj.text,
         "pattern_label": it.pattern_label, "predicted": it.predicted, "confidence": it.confidence,
-        "reason": it.reason, "rules": list(e.rules), "allowed_labels": list(it.allowed_labels),
+        "label_model": it.label_model[0], "label_model_p": it.label_model[1], "reason": it.reason, "rules": list(e.rules), "allowed_labels": list(it.allowed_labels),
     }
 
 
@@ -183,7 +227,9 @@ def review_csv(items: Sequence[ReviewItem]) -> str:
             "id": e.id, "doc_id": e.doc_id, "page": e.page, "section": e.section, "sentence": marked_sentence(e),
             "subject": e.subj.text, "subject_type": e.subj.type, "object": e.obj.text, "object_type": e.obj.type,
             "predicted": it.predicted or "", "confidence": "" if it.confidence is None else it.confidence,
-            "pattern_label": it.pattern_label, "reason": it.reason, "allowed_labels": " | ".join(it.allowed_labels),
+            "pattern_label": it.pattern_label, "label_model": it.label_model[0] or "",
+            "label_model_p": "" if it.label_model[1] is None else round(it.label_model[1], 4),
+            "reason": it.reason, "allowed_labels": " | ".join(it.allowed_labels),
             "reviewer_label": "", "notes": "", "sent_id": e.sent_id, "text": e.text,
             "subj_start": e.subj.start, "subj_end": e.subj.end, "obj_start": e.obj.start, "obj_end": e.obj.end,
             "rules": " ".join(e.rules),

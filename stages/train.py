@@ -3,8 +3,13 @@
 A plain torch loop (through ``accelerate`` for device placement, mixed precision and
 multi-GPU): every example is encoded once, batches are grouped by length and padded
 only to their longest item, the dev split is scored after each epoch (macro-F1 over the
-positive relations) and training stops when it has not improved for ``patience`` epochs;
+positive relations, or its PU risk under ``train.unlabelled``) and training stops when it has not improved for ``patience`` epochs;
 the best epoch's weights are saved.
+
+Weak labels are sure only where a rule fired; ``train.unlabelled`` (``pu`` / ``pnu``) learns the
+other pairs as unlabelled with the non-negative PU risk, per type pair, with the label model's
+class balance as the prior (``pu_plan``, ``pu_loss``): a hard label that calls every unvoted pair
+related teaches the model that being unvoted means being related.
 
 Multi-GPU: ``accelerate launch -m flows.train`` runs one process per GPU; each trains
 on its share of the batches, all score the dev split identically, the main one saves.
@@ -26,7 +31,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 from .params import INFER_BATCH_SIZE
-from .records import Example
+from .records import NO_RELATION, Example
 from . import model as M
 
 log = logging.getLogger(__name__)
@@ -70,6 +75,15 @@ class TrainParams:
     # true: fit the label model's class probabilities (Example.probs) where examples have them,
     # instead of their single label; false, or no example with probs (gold, SemEval): the hard labels
     soft_labels: bool = False
+    # what the pairs no label source is sure about teach: none (their label model label, as any other);
+    # pu: non-negative PU learning per type pair (the label model's sure positives are the labelled
+    # positives, every other pair unlabelled); pnu: pu, and the label model's sure negatives
+    # (vetoed pairs) stay labelled negatives
+    unlabelled: Literal["none", "pu", "pnu"] = "pnu"
+    pu_sure: float = 0.9  # a label model probability at least this high makes a pair labelled (sure)
+    # type pair (e.g. LOC-TAXON) -> the share of its candidates that are related; a type pair not
+    # named takes the label model's estimate (the mean probability of its relation over its pairs)
+    pu_prior: dict[str, float] = field(default_factory=dict)
 
     def check(self) -> None:
         if self.max_length < 16:
@@ -87,6 +101,18 @@ class TrainParams:
             raise ValueError("patience, max_train_examples and focal_gamma must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError("device must be auto, cpu or cuda")
+        if self.unlabelled not in ("none", "pu", "pnu"):
+            raise ValueError(f"train.unlabelled must be none, pu or pnu (got {self.unlabelled!r}); "
+                             "fix it in params.yaml")
+        if self.unlabelled != "none" and self.soft_labels:
+            raise ValueError("train.unlabelled pu/pnu trains on the label model's sure pairs and learns the rest; "
+                             "it does not combine with train.soft_labels: set soft_labels false or unlabelled none")
+        if not 0.5 < self.pu_sure <= 1:
+            raise ValueError(f"train.pu_sure must be in (0.5, 1] (got {self.pu_sure}); set e.g. 0.9")
+        for k, v in (self.pu_prior or {}).items():
+            if not isinstance(v, (int, float)) or not 0 < v < 1:
+                raise ValueError(f"train.pu_prior[{k!r}] must be a share in (0, 1) (got {v!r}); "
+                                 "fix it in params.yaml or remove the entry (the label model's estimate is used)")
 
 
 # --- losses ----------------------------------------------------------------------------
@@ -142,6 +168,131 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, weights: tor
     if weights is not None:
         return ce.sum() / weights[labels].sum()
     return ce.mean()
+
+
+# --- learning from the unlabelled pairs (PU) ---------------------------------------------
+
+ORDINARY, SURE_POS, UNLABELLED, SURE_NEG = 0, 1, 2, 3
+
+
+@dataclass
+class PUPlan:
+    """Each training example's part in the non-negative PU risk.
+
+    role: ORDINARY (its own label, cross-entropy: gold pairs, pairs without label-model
+    probabilities, type pairs too small to learn from), SURE_POS (the label model is sure of its
+    relation: a labelled positive), UNLABELLED, SURE_NEG (``pnu`` only: the label model is sure
+    it is NO_RELATION). The coefficients make a batch's loss an unbiased share of the whole risk:
+    pos_coef on -log p(relation), neg_coef on -log p(NO_RELATION) outside the clamp, clamp_coef
+    on -log p(NO_RELATION) inside the type pair's non-negative term."""
+    role: list[int]
+    group: list[int]          # index into groups, -1 for ORDINARY
+    relation: list[int]       # the type pair's relation id, -1 for ORDINARY
+    pos_coef: list[float]
+    neg_coef: list[float]
+    clamp_coef: list[float]
+    groups: list[str]
+    info: dict[str, dict[str, float]]  # per type pair: counts, the prior over all its pairs, the prior in U
+
+
+def group_name(ex: Example) -> str:
+    return "-".join(sorted((ex.subj.type, ex.obj.type)))
+
+
+def pu_plan(examples: Sequence[Example], label2id: dict[str, int], mode: str, sure: float = 0.9,
+            priors: dict[str, float] | None = None, min_sure: int = 2) -> PUPlan:
+    """The PU roles and risk coefficients (Kiryo et al. 2017, non-negative PU, in the censoring
+    setting: the labelled positives are part of the data, the unlabelled the rest).
+
+    A type pair whose pairs can be one relation or NO_RELATION (the label model's ``probs`` hold
+    exactly those two classes) is a PU problem: its pairs the label model gives the relation with
+    probability >= ``sure`` are the labelled positives P, the others unlabelled U (in ``pnu``,
+    those it gives NO_RELATION >= ``sure`` are labelled negatives N instead). The share of
+    positives in U, pi_U, comes from the prior over the whole type pair (``priors[pair]``, or the
+    label model's estimate: the mean probability of the relation over the pair's examples), less
+    the labelled positives. Per type pair g, with n examples in all:
+
+        R_g = |P|/n E_P[l+] + |N|/n E_N[l-] + |U|/n (pi_U E_P[l+] + max(0, E_U[l-] - pi_U E_P[l-]))
+
+    A type pair with fewer than ``min_sure`` labelled positives, or no unlabelled pair, trains on
+    its labels as usual."""
+    n = len(examples)
+    no_rel = label2id.get(NO_RELATION)
+    role = [ORDINARY] * n
+    group = [-1] * n
+    relation = [-1] * n
+    by_group: dict[str, list[int]] = {}
+    rel_of: dict[str, int] = {}
+    if no_rel is not None and mode in ("pu", "pnu"):
+        for i, e in enumerate(examples):
+            probs = e.probs or {}
+            pos = [c for c in probs if c != NO_RELATION]
+            if e.origin == "gold" or len(pos) != 1 or pos[0] not in label2id or e.label not in (NO_RELATION, pos[0]):
+                continue
+            g = group_name(e)
+            if rel_of.setdefault(g, label2id[pos[0]]) != label2id[pos[0]]:
+                continue  # a type pair with several relations is not a binary PU problem here
+            by_group.setdefault(g, []).append(i)
+    groups = sorted(by_group)
+    pos_coef, neg_coef, clamp_coef = [0.0] * n, [0.0] * n, [0.0] * n
+    info: dict[str, dict[str, float]] = {}
+    rel_name = {v: k for k, v in label2id.items()}
+    for gi, g in enumerate(groups):
+        idx = by_group[g]
+        r = rel_name[rel_of[g]]
+        p_idx = [i for i in idx if (examples[i].probs or {}).get(r, 0.0) >= sure]
+        pos_set = set(p_idx)
+        n_idx = ([i for i in idx if i not in pos_set and (examples[i].probs or {}).get(NO_RELATION, 0.0) >= sure]
+                 if mode == "pnu" else [])
+        taken = set(p_idx) | set(n_idx)
+        u_idx = [i for i in idx if i not in taken]
+        if len(p_idx) < min_sure or not u_idx:
+            continue
+        est = sum((examples[i].probs or {}).get(r, 0.0) for i in idx) / len(idx)
+        prior = (priors or {}).get(g, est)
+        # positives expected among U: the type pair's share, less the labelled positives (and none among N)
+        pi_u = min(max((prior * len(idx) - len(p_idx)) / len(u_idx), 0.0), 1.0)
+        info[g] = {"relation": r, "pairs": len(idx), "sure_positive": len(p_idx), "sure_negative": len(n_idx),
+                   "unlabelled": len(u_idx), "prior": round(prior, 4), "label_model_prior": round(est, 4),
+                   "prior_in_unlabelled": round(pi_u, 4)}
+        k = len(u_idx) * pi_u / (n * len(p_idx))
+        for i in p_idx:
+            role[i], pos_coef[i], clamp_coef[i] = SURE_POS, 1.0 / n + k, -k
+        for i in n_idx:
+            role[i], neg_coef[i] = SURE_NEG, 1.0 / n
+        for i in u_idx:
+            role[i], clamp_coef[i] = UNLABELLED, 1.0 / n
+        for i in idx:
+            if role[i] != ORDINARY:
+                group[i], relation[i] = gi, rel_of[g]
+    return PUPlan(role, group, relation, pos_coef, neg_coef, clamp_coef, groups, info)
+
+
+def pu_loss(logits: torch.Tensor, labels: torch.Tensor, bidx: Sequence[int], plan: PUPlan, no_rel: int,
+            n_total: int, scale: float) -> torch.Tensor:
+    """The batch's share of the non-negative PU risk, times ``scale`` (batches per epoch, so that
+    its size is that of a mean loss). A type pair's clamped term that comes out negative (the
+    network fits the unlabelled pairs as negatives harder than the prior allows) is reversed,
+    as nnPU's gradient ascent step does. ORDINARY examples add their cross-entropy, each weighted
+    as one example in ``n_total`` (no class weights: the priors set the balance)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    dev = logits.device
+    role = torch.tensor([plan.role[i] for i in bidx], device=dev)
+    rel = torch.tensor([max(plan.relation[i], 0) for i in bidx], device=dev)
+    grp = torch.tensor([plan.group[i] for i in bidx], device=dev)
+    l_pos = -logp.gather(1, rel[:, None]).squeeze(1)
+    l_neg = -logp[:, no_rel]
+    pos_c = torch.tensor([plan.pos_coef[i] for i in bidx], device=dev)
+    neg_c = torch.tensor([plan.neg_coef[i] for i in bidx], device=dev)
+    clamp_c = torch.tensor([plan.clamp_coef[i] for i in bidx], device=dev)
+    total = (pos_c * l_pos).sum() + (neg_c * l_neg).sum()
+    for g in torch.unique(grp[grp >= 0]).tolist():
+        term = (clamp_c * l_neg)[grp == g].sum()
+        total = total + (term if term.item() >= 0 else -term)
+    ordinary = role == ORDINARY
+    if ordinary.any():
+        total = total + F.nll_loss(logp[ordinary], labels[ordinary], reduction="sum") / n_total
+    return total * scale
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -203,6 +354,7 @@ class TrainResult:
     device: str
     history: list[dict[str, float]]
     mixed_precision: str = "no"
+    pu: dict[str, dict[str, float]] | None = None  # the PU plan per type pair (train.unlabelled pu/pnu)
     model: Any = None  # the trained network (best epoch, on CPU), for callers that keep using it
 
 
@@ -283,6 +435,24 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
     targets = soft_targets(train, label2id) if p.soft_labels and any(e.probs for e in train) else None
     lengths = [len(e.input_ids) for e in enc]
     pad = tokenizer.pad_token_id or 0
+    plan = dev_plan = None
+    if p.unlabelled != "none":
+        plan = pu_plan(train, label2id, p.unlabelled, p.pu_sure, p.pu_prior)
+        if not plan.groups:
+            log.warning("train.unlabelled %s: no type pair has label-model probabilities with sure positives and "
+                        "unlabelled pairs; training on the labels as usual", p.unlabelled)
+            plan = None
+        else:
+            # the dev split's PU risk with the training priors (dev is too small to estimate its own)
+            priors = {g: d["prior"] for g, d in plan.info.items()}
+            dev_plan = pu_plan(dev, label2id, p.unlabelled, p.pu_sure, priors) if dev else None
+            if dev_plan is not None and not dev_plan.groups:
+                dev_plan = None
+            for g, d in plan.info.items():
+                log.info("PU %s (%s): %d sure positive, %d sure negative, %d unlabelled; prior %.3f "
+                         "(label model %.3f), positives in unlabelled %.3f", g, d["relation"], d["sure_positive"],
+                         d["sure_negative"], d["unlabelled"], d["prior"], d["label_model_prior"],
+                         d["prior_in_unlabelled"])
 
     weights = (balanced_class_weights(y, len(labels), p.class_weight_power)
                if p.imbalance == "class_weights" else None)
@@ -316,6 +486,7 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
              "LoRA" if p.lora else "full fine-tune", n_train_params, n_params, acc.device, precision)
     history: list[dict[str, float]] = []
     best_f1, best_epoch, best_state, bad_epochs = -1.0, 0, None, 0
+    best_score = -math.inf
     step, seen, train_seconds = 0, 0, 0.0
     epochs_run = 0
     for epoch in range(1, p.epochs + 1):
@@ -331,7 +502,10 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
             batch = {k: v.to(acc.device) for k, v in batch.items()}
             with acc.autocast():
                 logits = model(**batch)
-            if targets is not None:
+            if plan is not None:
+                loss = pu_loss(logits, batch["labels"], bidx, plan, label2id[NO_RELATION], len(enc),
+                               batches_per_epoch)
+            elif targets is not None:
                 loss = soft_loss(logits, targets[bidx].to(acc.device), batch["labels"], weights)
             else:
                 loss = classification_loss(logits, batch["labels"], weights, p.label_smoothing, gamma)
@@ -352,19 +526,27 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
                         log_fn(step, {"train/loss": run_loss / run_n, "train/lr": sched.get_last_lr()[0]})
                     run_loss, run_n = 0.0, 0
         train_seconds += time.perf_counter() - t0
-        f1 = dev_macro_f1(acc.unwrap_model(model), tokenizer, entity_types, labels, dev, p, acc.device)
-        history.append({"epoch": epoch, "step": step, "dev_macro_f1": f1})
-        log.info("epoch %d/%d done: dev macro-F1 %.4f (best %.4f), %.1f samples/s", epoch, p.epochs, f1,
-                 max(best_f1, f1), seen / train_seconds)
+        f1, risk = dev_scores(acc.unwrap_model(model), tokenizer, entity_types, labels, dev, p, acc.device,
+                              dev_plan)
+        history.append({"epoch": epoch, "step": step, "dev_macro_f1": f1,
+                        **({"dev_pu_risk": risk} if risk is not None else {})})
+        # PU training departs from the dev split's weak labels on purpose: its epochs are chosen by
+        # the dev PU risk, the others by dev macro-F1
+        score = -risk if risk is not None else f1
+        log.info("epoch %d/%d done: dev macro-F1 %.4f%s, %.1f samples/s", epoch, p.epochs, f1,
+                 f", dev PU risk {risk:.4f}" if risk is not None else f" (best {max(best_f1, f1):.4f})",
+                 seen / train_seconds)
         if log_fn and acc.is_main_process:
-            log_fn(step, {"dev/macro_f1": f1, "epoch": epoch})
-        if f1 > best_f1:
-            best_f1, best_epoch, bad_epochs = f1, epoch, 0
+            log_fn(step, {"dev/macro_f1": f1, "epoch": epoch, **({"dev/pu_risk": risk} if risk is not None else {})})
+        if score > best_score:
+            best_score, best_epoch, bad_epochs = score, epoch, 0
+            best_f1 = f1
             best_state = trainable_state(acc.unwrap_model(model))
         else:
             bad_epochs += 1
             if dev and bad_epochs >= max(p.patience, 1):
-                log.info("early stop: dev macro-F1 has not improved for %d epochs", bad_epochs)
+                log.info("early stop: dev %s has not improved for %d epochs",
+                         "PU risk" if dev_plan is not None else "macro-F1", bad_epochs)
                 break
 
     final = acc.unwrap_model(model)
@@ -384,22 +566,38 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
         train_samples=seen, samples_per_s=seen / train_seconds if train_seconds else 0.0,
         train_seconds=train_seconds, wall_seconds=time.perf_counter() - t_wall, optimizer_steps=step,
         trainable_params=n_train_params, total_params=n_params, device=str(acc.device), history=history,
-        mixed_precision=precision, model=final,
+        mixed_precision=precision, pu=plan.info if plan else None, model=final,
     )
 
 
 def dev_macro_f1(model: torch.nn.Module, tokenizer: Any, entity_types: list[str], labels: list[str],
                  dev: Sequence[Example], p: TrainParams, device: torch.device) -> float:
+    return dev_scores(model, tokenizer, entity_types, labels, dev, p, device)[0]
+
+
+def dev_scores(model: torch.nn.Module, tokenizer: Any, entity_types: list[str], labels: list[str],
+               dev: Sequence[Example], p: TrainParams, device: torch.device,
+               dev_plan: PUPlan | None = None) -> tuple[float, float | None]:
+    """Dev macro-F1 over the positive relations (against the dev split's labels) and, with a PU
+    plan for the dev split, its PU risk (what PU training minimises; lower is better)."""
     if not dev:
-        return 0.0
+        return 0.0, None
     meta = M.ModelMeta(labels=labels, entity_types=entity_types, base_model="", lora=p.lora,
                        max_length=p.max_length)
     clf = M.RelationClassifier(model, tokenizer, meta, device=str(device))
     try:
-        pred = clf.predict(dev, p.eval_batch_size)
+        logits = clf.logits(dev, p.eval_batch_size)
     finally:
         model.train()
-    return positive_macro_f1([e.label for e in dev], pred)
+    pred = [labels[i] for i in logits.argmax(-1).tolist()]
+    f1 = positive_macro_f1([e.label for e in dev], pred)
+    risk = None
+    if dev_plan is not None:
+        label2id = {l: i for i, l in enumerate(labels)}
+        y = torch.tensor([label2id.get(e.label, 0) for e in dev])
+        with torch.no_grad():
+            risk = float(pu_loss(logits, y, range(len(dev)), dev_plan, label2id[NO_RELATION], len(dev), 1.0))
+    return f1, risk
 
 
 def save_atomically(out: Path, model: torch.nn.Module, tokenizer: Any, meta: M.ModelMeta) -> None:
@@ -434,4 +632,6 @@ def result_report(r: TrainResult, p: TrainParams) -> dict[str, Any]:
         "labels": r.labels,
         "model": p.model,
         "lora": p.lora,
+        "unlabelled": p.unlabelled,
+        **({"pu": r.pu} if r.pu else {}),
     }

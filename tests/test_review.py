@@ -296,3 +296,55 @@ def test_review_flows_export_then_import_into_gold(tmp_path, prefect_server):
     manifest2 = export_flow(str(tmp_path / "batch2"), params_path=str(params_path))
     rows2 = list(csv.DictReader(io.StringIO((tmp_path / "batch2" / "batch.csv").read_text())))
     assert not {r["id"] for r in rows2} & {e.id for e in back} and manifest2["items"] > 0
+
+
+def test_select_batch_adds_label_model_disagreements_and_source_conflicts():
+    """The label model (Example.probs) against the model, and pairs whose sources conflict, are
+    picked per class beside the least confident ones, most informative first."""
+    from dataclasses import replace
+
+    from stages.review import label_model_choice
+
+    exs = made_examples()
+    pred, conf = predictions(exs)
+    # the label model doubts some of the model's occurs_in: P(occurs_in) 0.1, 0.2, 0.3, 0.4 in copies 0-3
+    exs = [replace(e, probs={"occurs_in": 0.1 * (int(e.doc_id[-1]) + 1), NO_RELATION: 1 - 0.1 * (int(e.doc_id[-1]) + 1)})
+           if e.label == "occurs_in" else replace(e, probs={e.label: 0.9, NO_RELATION: 0.1} if e.label != NO_RELATION
+                                                     else {NO_RELATION: 1.0}) for e in exs]
+    conflicts = [e.label == "found_at" and e.sent_id == 4 for e in exs]  # the Drum Mountains pairs
+    classes = [*ALLOWED, NO_RELATION]
+    items = select_batch(exs, pred, conf, classes, 1, 13, ALLOWED, conflicts=conflicts)
+    by_reason: dict[str, list] = {}
+    for it in items:
+        by_reason.setdefault(it.reason, []).append(it)
+    against = by_reason["label_model_disagrees"]
+    # one per class (per_class 1); only occurs_in has disagreements; the least confident occurs_in
+    # (copy 3) is taken first, so the most opposed one left is copy 0 (P 0.1)
+    assert [(it.predicted, it.example.doc_id) for it in against] == [("occurs_in", "paper0")]
+    assert label_model_choice(against[0].example) == (NO_RELATION, 0.9)
+    torn = by_reason["sources_conflict"]
+    assert len(torn) == 1 and conflicts[exs.index(torn[0].example)] and torn[0].pattern_label == "found_at"
+    assert len({it.example.id for it in items}) == len(items)
+    # no probs, no conflicts: the batch is what it was
+    plain = select_batch(made_examples(), pred, conf, classes, 1, 13, ALLOWED)
+    assert {it.reason for it in plain} == {"least_confident", "pattern_sample"}
+    # the CSV says what the label model thought
+    row = next(r for r in csv.DictReader(io.StringIO(review_csv(items))) if r["reason"] == "label_model_disagrees")
+    assert row["label_model"] == NO_RELATION and float(row["label_model_p"]) == 0.9
+
+
+def test_source_conflicts_reads_the_shipped_rules():
+    """A template and a veto fired on one pair: the sources conflict; a template alone, or only
+    vetoes, do not; vetoes on a name pair a template labelled elsewhere in the paper do (corpus
+    consistency votes for its relation)."""
+    from dataclasses import replace
+
+    from stages.review import source_conflicts
+
+    ex = made_examples(1)[0]  # Olenus -> Wheeler Formation
+    pairs = [replace(ex, id="a", rules=["occurs_in.from_in", "veto.clause_break"]),
+             replace(ex, id="b", rules=["occurs_in.from_in"]),
+             replace(ex, id="c", doc_id="other", rules=["veto.clause_break", "veto.far_apart"]),
+             replace(ex, id="d", rules=[]), replace(ex, id="e", rules=["veto.far_apart"])]
+    got = source_conflicts(pairs, ROOT / "data/patterns/relations.yaml", ROOT / "data/patterns/entities.yaml")
+    assert got == [True, False, False, False, True]

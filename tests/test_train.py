@@ -200,3 +200,114 @@ def test_rank_share_gives_every_rank_the_same_number_of_batches():
     assert [len(x) for x in shares] == [6, 6]
     assert sorted(b[0] for x in shares for b in x) == [0, *range(11)]  # all once, batch 0 again
     assert rank_share(batches, 0, 1) == batches
+
+
+# --- learning from the unlabelled pairs ----------------------------------------------------------
+
+
+def _pu_examples() -> list:
+    """A LOC-TAXON type pair the label model saw: 4 sure positives (a template fired), 2 sure
+    negatives (vetoed), 4 unlabelled (no source fired: the type pair's balance); a gold pair and a
+    STRAT-TAXON pair without probabilities train as usual."""
+    from dataclasses import replace
+
+    base = made_examples(repeat=2)
+    loc = [e for e in base if e.subj.type == "TAXON" and e.obj.type == "LOC"]  # 4 pairs
+    out = []
+    for k, e in enumerate((loc * 3)[:10]):
+        e = replace(e, id=f"pu{k}")
+        if k < 4:
+            out.append(replace(e, label="found_at", probs={"found_at": 0.99, "NO_RELATION": 0.01}))
+        elif k < 6:
+            out.append(replace(e, label="NO_RELATION", probs={"found_at": 0.02, "NO_RELATION": 0.98}))
+        else:
+            out.append(replace(e, label="found_at", probs={"found_at": 0.6, "NO_RELATION": 0.4}))
+    out.append(replace(loc[0], id="gold0", origin="gold", label="NO_RELATION",
+                       probs={"found_at": 0.6, "NO_RELATION": 0.4}))
+    out.append(replace(base[0], id="plain0", probs=None))
+    return out
+
+
+def test_pu_plan_roles_priors_and_risk():
+    """Roles per mode, the label model's prior (or the param's), the positives left in U, and the
+    batch loss equal to the nnPU risk computed by hand."""
+    from stages.train import ORDINARY, SURE_NEG, SURE_POS, UNLABELLED, pu_loss, pu_plan
+
+    exs = _pu_examples()
+    labels = ["NO_RELATION", "found_at", "occurs_in"]
+    l2i = {l: i for i, l in enumerate(labels)}
+    pu = pu_plan(exs, l2i, "pu")
+    assert pu.role == [SURE_POS] * 4 + [UNLABELLED] * 6 + [ORDINARY, ORDINARY]
+    info = pu.info["LOC-TAXON"]
+    prior = (4 * 0.99 + 2 * 0.02 + 4 * 0.6) / 10  # the label model's mean P(found_at) over the type pair
+    assert info["label_model_prior"] == pytest.approx(prior, abs=1e-4)
+    assert info["prior_in_unlabelled"] == pytest.approx((prior * 10 - 4) / 6, abs=1e-4)
+    pnu = pu_plan(exs, l2i, "pnu")
+    assert pnu.role == [SURE_POS] * 4 + [SURE_NEG] * 2 + [UNLABELLED] * 4 + [ORDINARY, ORDINARY]
+    fixed = pu_plan(exs, l2i, "pnu", priors={"LOC-TAXON": 0.7})
+    assert fixed.info["LOC-TAXON"]["prior_in_unlabelled"] == pytest.approx((0.7 * 10 - 4) / 4)
+    assert pu_plan(exs, l2i, "pu", min_sure=5).info == {}  # too few sure positives: trains as usual
+
+    # the loss over every example at once, against the risk by hand
+    torch.manual_seed(0)
+    logits = torch.randn(len(exs), 3)
+    lab = torch.tensor([l2i[e.label] for e in exs])
+    logp = torch.log_softmax(logits, -1)
+    lp, ln = -logp[:, 1], -logp[:, 0]
+    n, pi_u = len(exs), fixed.info["LOC-TAXON"]["prior_in_unlabelled"]
+    P, N, U = range(0, 4), range(4, 6), range(6, 10)
+    mean = lambda v, idx: sum(v[i] for i in idx) / len(idx)
+    neg = mean(ln, U) - pi_u * mean(ln, P)
+    risk = (4 / n * mean(lp, P) + 2 / n * mean(ln, N) + 4 / n * (pi_u * mean(lp, P) + abs(neg))
+            + (F.cross_entropy(logits[10:], lab[10:], reduction="sum")) / n)
+    got = pu_loss(logits, lab, list(range(n)), fixed, 0, n, scale=1.0)
+    assert got.item() == pytest.approx(risk.item(), rel=1e-5)
+
+
+def test_pu_loss_reverses_a_negative_unlabelled_term():
+    """The network fits every unlabelled pair as NO_RELATION far harder than the prior allows: the
+    clamped term would go below zero; nnPU steps the other way (its gradient raises l- on U)."""
+    from stages.train import pu_loss, pu_plan
+
+    exs = _pu_examples()[:10]
+    l2i = {"NO_RELATION": 0, "found_at": 1}
+    plan = pu_plan(exs, l2i, "pu", priors={"LOC-TAXON": 0.9})
+    logits = torch.zeros(10, 2)
+    logits[:4] = torch.tensor([-3.0, 3.0])   # sure positives: found_at, so l- is large there
+    logits[4:] = torch.tensor([6.0, -6.0])   # unlabelled: NO_RELATION, l- near 0
+    logits.requires_grad_(True)
+    lab = torch.tensor([1] * 4 + [0] * 6)
+    loss = pu_loss(logits, lab, list(range(10)), plan, 0, 10, 1.0)
+    loss.backward()
+    # descending this loss lowers the unlabelled pairs' NO_RELATION logit (raises their l-)
+    assert (logits.grad[4:, 0] > 0).all()
+
+
+def test_pu_params_are_validated():
+    with pytest.raises(ParamsError, match="train.unlabelled"):
+        parse_params(TrainParams, {"unlabelled": "spy"}, "train")
+    with pytest.raises(ParamsError, match="soft_labels"):
+        parse_params(TrainParams, {"unlabelled": "pu", "soft_labels": True}, "train")
+    with pytest.raises(ParamsError, match="pu_prior"):
+        parse_params(TrainParams, {"unlabelled": "pnu", "pu_prior": {"LOC-TAXON": 1.5}}, "train")
+    with pytest.raises(ParamsError, match="pu_sure"):
+        parse_params(TrainParams, {"pu_sure": 0.3}, "train")
+
+
+def test_pnu_training_on_tiny_bert(tiny_bert, tmp_path):
+    """The trainer runs the PU risk end to end: the plan is reported, the loss falls, and the dev
+    PU risk is scored per epoch."""
+    from stages.train import result_report
+
+    train = _pu_examples() * 2
+    p = TrainParams(model=str(tiny_bert), out_dir=str(tmp_path / "m"), epochs=4, batch_size=4, lr=5e-3,
+                    lora_r=4, lora_alpha=8, lora_target_modules=["query", "value"], warmup_ratio=0.0,
+                    patience=10, log_every=1, device="cpu", unlabelled="pnu")
+    logged = []
+    r = train_model(p, train, _pu_examples(), log_fn=lambda s, m: logged.append(m))
+    # the epoch is chosen by the dev PU risk (the dev split has label-model probabilities)
+    assert all("dev_pu_risk" in h for h in r.history)
+    assert r.pu["LOC-TAXON"]["sure_positive"] == 8 and r.pu["LOC-TAXON"]["unlabelled"] == 8
+    losses = [m["train/loss"] for m in logged if "train/loss" in m]
+    assert sum(losses[-3:]) < sum(losses[:3])
+    assert result_report(r, p)["pu"] == r.pu and result_report(r, p)["unlabelled"] == "pnu"

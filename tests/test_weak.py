@@ -340,6 +340,39 @@ def test_gold_table_recomputes_patterns_and_bootstraps_sentences(tmp_path):
     assert recs[1]["patterns"] == NO_RELATION and recs[0]["sentence_in_training"] and not recs[4]["sentence_in_training"]
 
 
+def test_score_gold_sets_fills_every_column_and_notes_what_is_missing(tmp_path):
+    """stages.gold.score_gold_sets, what evaluate writes: each set scored by the patterns, the
+    label model, co-occurrence and the model's decision; a missing set, or a label model not
+    built, is a note."""
+    from stages.records import write_jsonl
+
+    (tmp_path / "relations.yaml").write_text(SMALL)
+    ents = ROOT / "data/patterns/entities.yaml"
+    gold = _gold_records()
+    write_jsonl(tmp_path / "g" / "a.jsonl", gold)
+    decide = lambda exs: (["found_at"] * len(exs), [0.7] * len(exs))  # a made model: every pair related
+    sets = {"g": str(tmp_path / "g"), "absent": str(tmp_path / "nope")}
+    rules = G.load_rule_labellers(tmp_path / "relations.yaml", ents, tmp_path / "label_model.json")
+    assert rules.fitted is None and "no label model" in rules.notes[0]
+    results, notes = G.score_gold_sets(sets, rules, decide, relation_scores, 0, 1, None, "argmax")
+    assert [r.name for r in results] == ["g"] and notes == [f"gold set absent: {tmp_path / 'nope'} not found, skipped"]
+    res = results[0].result
+    assert set(res["labellers"]) == {"patterns", "cooccurrence", "model"} and res["n"] == 5
+    assert res["labellers"]["model"]["micro_precision"] == pytest.approx(3 / 5)
+    assert len(results[0].records) == 5 and results[0].records[0]["model_confidence"] == 0.7
+    assert "gold set g" in results[0].table
+
+    # with a fitted label model its column and per-pair probabilities appear
+    spec = _spec(tmp_path)
+    sources = W.Sources(spec, {}, True, True)
+    view = G.pattern_view(gold, RelationLabeller(spec))
+    wp = W.WeakParams(knowledge=[])
+    W.save_fitted(tmp_path / "label_model.json", W.weak_label(view, sources, wp).fitted, wp)
+    rules = G.load_rule_labellers(tmp_path / "relations.yaml", ents, tmp_path / "label_model.json")
+    results, _ = G.score_gold_sets({"g": str(tmp_path / "g")}, rules, decide, relation_scores, 0, 1, None, "argmax")
+    assert "label_model" in results[0].result["labellers"] and "label_model_probs" in results[0].records[0]
+
+
 # --- params.yaml agrees with the dataclasses --------------------------------------------------------
 
 
