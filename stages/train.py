@@ -79,7 +79,7 @@ class TrainParams:
     # pu: non-negative PU learning per type pair (the label model's sure positives are the labelled
     # positives, every other pair unlabelled); pnu: pu, and the label model's sure negatives
     # (vetoed pairs) stay labelled negatives
-    unlabelled: Literal["none", "pu", "pnu"] = "pnu"
+    unlabelled: Literal["none", "pu", "pnu"] = "none"
     pu_sure: float = 0.9  # a label model probability at least this high makes a pair labelled (sure)
     # type pair (e.g. LOC-TAXON) -> the share of its candidates that are related; a type pair not
     # named takes the label model's estimate (the mean probability of its relation over its pairs)
