@@ -40,7 +40,8 @@ from benchmarks.entities_gold import score_spans  # noqa: E402
 from stages.entities import EntityAnnotator  # noqa: E402
 from stages.errors import InputError  # noqa: E402
 from stages.patterns import load_entity_spec  # noqa: E402
-from stages.records import Mention, Sentence, atomic_write_json, read_records  # noqa: E402
+from benchmarks.common import merge_report  # noqa: E402
+from stages.records import Mention, Sentence, read_records  # noqa: E402
 
 DEV_SET = ROOT / "tests" / "data" / "entities_dev.jsonl"
 HELDOUT = ROOT / "tests" / "data" / "entities_dev_heldout.jsonl"
@@ -154,10 +155,7 @@ def run(patterns: str | Path = ROOT / "data" / "patterns" / "entities.yaml", key
     label = label or (str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(patterns))
     annotator = EntityAnnotator(load_entity_spec(patterns, base_dir=ROOT))
     results = {k: score_part(annotator, Path(v), mined_dir, label) for k, v in parts.items()}
-    report = Path(report)
-    existing = json.loads(report.read_text(encoding="utf-8")) if report.exists() else {}
-    existing.update(results)
-    atomic_write_json(report, existing)
+    merge_report(report, results)
     return results
 
 

@@ -15,7 +15,6 @@ the tagger's sentences per second (one process, features and CRF decoding).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -31,7 +30,8 @@ from stages.entities import EntitiesParams, EntityAnnotator  # noqa: E402
 from stages.errors import InputError  # noqa: E402
 from stages.params import load_yaml, parse_params  # noqa: E402
 from stages.patterns import load_entity_spec  # noqa: E402
-from stages.records import Sentence, atomic_write_json, read_records  # noqa: E402
+from benchmarks.common import merge_report  # noqa: E402
+from stages.records import Sentence, read_records  # noqa: E402
 
 
 def run(patterns: str | Path = ROOT / "data" / "patterns" / "entities.yaml", types: list[str] | None = None,
@@ -80,12 +80,8 @@ def run(patterns: str | Path = ROOT / "data" / "patterns" / "entities.yaml", typ
                **info, "sentences_per_s": round(corpus_rate, 1), "dev_sentences_per_s": round(n / secs, 1)}
     for v in results.values():
         v["tagger"] = summary
-    report = Path(report)
-    existing = json.loads(report.read_text(encoding="utf-8")) if report.exists() else {}
-    for stale in [k for k in existing if k.startswith(("tagger_", "union_"))]:
-        del existing[stale]  # an earlier tagger's keys (another learner or --types) would read as this one's
-    existing.update(results)
-    atomic_write_json(report, existing)
+    # an earlier tagger's keys (another learner or --types) would read as this one's
+    merge_report(report, results, drop_prefixes=("tagger_", "union_"))
     return results
 
 

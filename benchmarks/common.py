@@ -73,6 +73,18 @@ def write(name: str, figures: dict[str, Any]) -> Path:
     return path
 
 
+def merge_report(report: str | Path, results: dict[str, Any], drop_prefixes: tuple[str, ...] = ()) -> None:
+    """Write ``results`` into the JSON report beside the keys other benchmarks wrote there
+    (keys starting with ``drop_prefixes`` are removed first: an earlier run's, read as this one's)."""
+    import json
+
+    report = Path(report)
+    existing = json.loads(report.read_text(encoding="utf-8")) if report.exists() else {}
+    existing = {k: v for k, v in existing.items() if not k.startswith(drop_prefixes)} if drop_prefixes else existing
+    existing.update(results)
+    atomic_write_json(report, existing)
+
+
 def weak_corpus(relations: str, entity_patterns: str, entities_dir: str):
     """The candidate pairs of ``entities_dir`` labelled by the relation rules, then weighed by the
     label model with the shipped params: (spec, labeller, candidates, label sources, weak-label result)."""
