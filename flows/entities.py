@@ -43,7 +43,7 @@ from stages.cache import ResultCache, code_version, file_digest, make_key
 from stages.entities import AnnotatorStats, EntitiesParams, get_annotator, with_given
 from stages.errors import InputError
 from stages.patterns import load_entity_spec
-from stages.records import AnnotatedSentence, Sentence, atomic_write_json, iter_jsonl, read_records, to_dict
+from stages.records import AnnotatedSentence, Sentence, atomic_write_json, iter_jsonl, read_records
 
 
 def code_digest() -> str:
@@ -63,8 +63,7 @@ def annotate_paper(mined: str, key: str, cache_dir: str, patterns: str, spec_dig
     doc_id = Path(mined).stem
     data = ResultCache(cache_dir, "entities")
     meta = ResultCache(cache_dir, "entities-meta", ".json")
-    if data.get(key) and meta.get(key):
-        summary = json.loads(meta.path(key).read_text())
+    if data.get(key) and (summary := meta.get_json(key)) is not None:
         return {**summary, "cached": True, "key": key}
     t0 = time.perf_counter()
     try:
@@ -80,7 +79,7 @@ def annotate_paper(mined: str, key: str, cache_dir: str, patterns: str, spec_dig
         annotated = annotator.annotate(sentences, skip_sections, stats)
         if given == "plus_patterns":
             annotated = with_given(sentences, annotated, skip_sections, stats)
-    data.put_text(key, "".join(json.dumps(to_dict(a), ensure_ascii=False) + "\n" for a in annotated))
+    data.put_records(key, annotated)
     summary = {"doc_id": doc_id, "sentences": stats.sentences, "skipped_sentences": stats.skipped,
                "mentions": dict(stats.mentions), "sources": dict(stats.sources),
                "timeouts": sorted(annotator.disabled), "seconds": round(time.perf_counter() - t0, 3)}
@@ -98,8 +97,8 @@ def train_tagger(annotated: list[str], key: str, cache_dir: str, p: EntitiesPara
     """Train the tagger on the papers' annotations unless a model with this key is cached."""
     models = ResultCache(cache_dir, "entity-tagger", ".crfsuite")
     meta = ResultCache(cache_dir, "entity-tagger-meta", ".json")
-    if models.get(key) and meta.get(key):
-        return {**json.loads(meta.path(key).read_text()), "cached": True}
+    if models.get(key) and (info := meta.get_json(key)) is not None:
+        return {**info, "cached": True}
     t0 = time.perf_counter()
     sentences = [AnnotatedSentence.from_dict(d) for f in annotated for d in iter_jsonl(f)]
     seqs = tagger_mod.training_sequences(sentences, p.tagger_params(), p.skip_sections)
@@ -114,15 +113,15 @@ def tag_paper(annotated: str, key: str, model: str, cache_dir: str, p: EntitiesP
     """Add the tagger's mentions to one paper's pattern annotations (cached per paper and model)."""
     data = ResultCache(cache_dir, "entities-tagged")
     meta = ResultCache(cache_dir, "entities-tagged-meta", ".json")
-    if data.get(key) and meta.get(key):
-        return {**json.loads(meta.path(key).read_text()), "cached": True, "key": key}
+    if data.get(key) and (summary := meta.get_json(key)) is not None:
+        return {**summary, "cached": True, "key": key}
     t0 = time.perf_counter()
     sentences = [AnnotatedSentence.from_dict(d) for d in iter_jsonl(annotated)]
     tagger = tagger_mod.EntityTagger(model, p.tagger_params(), types)
     before = Counter(m.type for a in sentences for m in a.mentions)
     tagger_mod.tag_sentences(tagger, sentences, p.skip_sections)
     after = Counter(m.type for a in sentences for m in a.mentions)
-    data.put_text(key, "".join(json.dumps(to_dict(a), ensure_ascii=False) + "\n" for a in sentences))
+    data.put_records(key, sentences)
     summary = {"sentences": len(sentences), "added": dict(after - before), "mentions": dict(after),
                "seconds": round(time.perf_counter() - t0, 3)}
     meta.put_text(key, json.dumps(summary))

@@ -44,7 +44,6 @@ from stages.records import (
     atomic_write_json,
     atomic_write_text,
     iter_jsonl,
-    to_dict,
     write_jsonl,
 )
 from stages.relations import (
@@ -69,8 +68,8 @@ def label_paper(ents: str, key: str, cache_dir: str, patterns: str, digest: str,
     doc_id = Path(ents).stem
     data = ResultCache(cache_dir, "relations")
     meta = ResultCache(cache_dir, "relations-meta", ".json")
-    if data.get(key) and meta.get(key):
-        return {**json.loads(meta.path(key).read_text()), "cached": True, "key": key}
+    if data.get(key) and (summary := meta.get_json(key)) is not None:
+        return {**summary, "cached": True, "key": key}
     t0 = time.perf_counter()
     try:
         sentences = [AnnotatedSentence.from_dict(d) for d in iter_jsonl(ents)]
@@ -78,7 +77,7 @@ def label_paper(ents: str, key: str, cache_dir: str, patterns: str, digest: str,
         return {"doc_id": doc_id, "error": f"{ents}: {exc}; fix: rerun `dvc repro entities`", "cached": False, "key": key}
     labeller = RelationLabeller(get_spec(patterns, digest, types), timeout_s)
     examples = [ex for s in sentences for ex in labeller.label_sentence(s)]
-    data.put_text(key, "".join(json.dumps(to_dict(e), ensure_ascii=False) + "\n" for e in examples))
+    data.put_records(key, examples)
     mentions = Counter(m.type for s in sentences for m in s.mentions)
     summary = {"doc_id": doc_id, "sentences": len(sentences), "mentions": dict(mentions),
                "candidates": labeller.stats.candidates, "conflicts": labeller.stats.conflicts,

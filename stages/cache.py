@@ -12,9 +12,9 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from .records import atomic_write_text
+from .records import atomic_write_text, to_dict
 
 
 def file_digest(path: str | Path, algo: str = "sha256") -> str:
@@ -80,6 +80,15 @@ class ResultCache:
         p = self.path(key)
         atomic_write_text(p, text)
         return p
+
+    def put_records(self, key: str, records: Iterable[Any]) -> Path:
+        """Records (dataclasses) as JSONL, one per line."""
+        return self.put_text(key, "".join(json.dumps(to_dict(r), ensure_ascii=False) + "\n" for r in records))
+
+    def get_json(self, key: str) -> Any:
+        """The JSON stored under ``key``, or None when there is none."""
+        p = self.path(key)
+        return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
 
     def copy_to(self, key: str, dest: str | Path) -> None:
         src = self.path(key)
