@@ -10,10 +10,11 @@ so a removed paper disappears.
 
 With ``entities.tagger: true`` the learned tagger (stages/tagger.py) adds its mentions to
 each paper's: the papers are dealt into folds, and each fold is tagged by a model trained on
-the other folds' pattern mentions. The models are cached under the keys of those
-annotations, so they are retrained only when a paper, the patterns or the tagger settings
-change; ``entities.tagger_dir`` gets the models and their figures (``tagger.json``, which
-says so when the tagger is off).
+the other folds' pattern mentions. One more model is trained on every paper: the one
+``flows.extract`` applies to new papers (``model.crfsuite``). The models are cached under the
+keys of those annotations, so they are retrained only when a paper, the patterns or the
+tagger settings change; ``entities.tagger_dir`` gets the models and their figures
+(``tagger.json``, which says so when the tagger is off).
 """
 from __future__ import annotations
 
@@ -235,13 +236,19 @@ def tag_corpus(p: EntitiesParams, cache_dir: str, ok: list[dict], cache: ResultC
             folds = [[s for s in ok if fold_of[s["doc_id"]] == f] for f in range(k)]
             trainsets = [[s for s in ok if fold_of[s["doc_id"]] != f] or folds[f] for f in range(k)]  # one paper: itself
             keys = [tagger_key([s["key"] for s in t], p) for t in trainsets]
-            infos = [f.result() for f in train_tagger.map([[str(cache.path(s["key"])) for s in t] for t in trainsets],
-                                                         keys, cache_dir=cache_dir, p=unmapped(p))]
+            # besides the fold models, one on every paper: the tagger flows.extract applies to new papers
+            corpus_key = tagger_key([s["key"] for s in ok], p)
+            sets = dict(zip(keys, trainsets)) | {corpus_key: ok}
+            trained = dict(zip(sets, [f.result() for f in train_tagger.map(
+                [[str(cache.path(s["key"])) for s in t] for t in sets.values()], list(sets), cache_dir=cache_dir,
+                p=unmapped(p))]))
+            infos = [trained[key] for key in keys]
             models = ResultCache(cache_dir, "entity-tagger", ".crfsuite")
             for f, info in enumerate(infos):
                 logger.info("entity tagger fold %d/%d: %s on %d sentences (%s s)", f + 1, k,
                             "cached" if info["cached"] else "trained", info["sentences"], info.get("train_seconds"))
                 shutil.copyfile(models.path(keys[f]), tmp / f"model-{f}.crfsuite")
+            shutil.copyfile(models.path(corpus_key), tmp / tagger_mod.CORPUS_MODEL)
             papers = [s for fold in folds for s in fold]
             model_of = [str(models.path(keys[fold_of[s["doc_id"]]])) for s in papers]
             tkeys = [make_key("entities-tagged", s["key"], keys[fold_of[s["doc_id"]]]) for s in papers]
@@ -257,6 +264,8 @@ def tag_corpus(p: EntitiesParams, cache_dir: str, ok: list[dict], cache: ResultC
             report = {"enabled": True, "params": vars(p.tagger_params()),
                       "folds": [{"model": f"model-{f}.crfsuite", "tagged_papers": sorted(s["doc_id"] for s in folds[f]),
                                  "training": infos[f]} for f in range(k)],
+                      "corpus_model": {"model": tagger_mod.CORPUS_MODEL, "papers": len(ok),
+                                       "training": trained[corpus_key]},
                       "added": dict(sorted(added.items())), "tagged_papers": len(fresh), "cached_papers": len(tagged) - len(fresh),
                       "sentences_per_s": round(sum(t["sentences"] for t in fresh) / secs, 1) if secs else None}
         atomic_write_json(tmp / "tagger.json", report)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -38,6 +39,7 @@ from .records import AnnotatedSentence, Mention
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
 SOURCE = "tagger"
+CORPUS_MODEL = "model.crfsuite"  # in entities.tagger_dir: the model trained on every paper, for new papers
 
 
 @dataclass
@@ -230,6 +232,7 @@ class EntityTagger:
                              "entities.tagger: true (dvc repro entities)")
         self.params = params or TaggerParams()
         self.types = set(self.params.types or types)
+        self._lock = threading.Lock()  # a CRFsuite tagger holds the sentence it tags: one at a time
         self._tagger = pycrfsuite.Tagger()
         try:
             self._tagger.open(str(model))
@@ -240,11 +243,34 @@ class EntityTagger:
         toks = tokenize(text)
         if not toks:
             return []
-        self._tagger.set(features(text, toks))
-        labels = self._tagger.tag()
-        probs = [self._tagger.marginal(lab, i) for i, lab in enumerate(labels)]
+        feats = features(text, toks)
+        with self._lock:
+            self._tagger.set(feats)
+            labels = self._tagger.tag()
+            probs = [self._tagger.marginal(lab, i) for i, lab in enumerate(labels)]
         return [m for m, p in decode(text, toks, labels, probs)
                 if p >= self.params.min_confidence and (not self.types or m.type in self.types)]
+
+
+_TAGGERS: dict[tuple, EntityTagger] = {}
+_TAGGERS_LOCK = threading.Lock()
+
+
+def corpus_tagger(tagger_dir: str | Path, params: TaggerParams, types: Iterable[str] = ()) -> EntityTagger:
+    """The tagger for new papers (``flows.extract``): the model the ``entities`` stage trained on
+    every paper of the corpus (``CORPUS_MODEL`` in ``entities.tagger_dir``), loaded once per
+    process and model file."""
+    path = Path(tagger_dir) / CORPUS_MODEL
+    if not path.exists():
+        raise InputError(f"{path}: entities.tagger is on but the tagger trained on the corpus is missing; fix: run "
+                         "`dvc repro entities` (or `python -m flows.entities`) with entities.tagger: true, or set "
+                         "entities.tagger: false")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, repr(params), tuple(sorted(types)))
+    with _TAGGERS_LOCK:
+        if key not in _TAGGERS:
+            _TAGGERS[key] = EntityTagger(path, params, types)
+        return _TAGGERS[key]
 
 
 def union(patterns: Sequence[Mention], tagged: Sequence[Mention]) -> list[Mention]:

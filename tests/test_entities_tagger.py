@@ -134,10 +134,16 @@ def test_entities_stage_with_the_tagger_cross_fits_caches_and_switches_off(tmp_p
     assert info["enabled"] and [f["tagged_papers"] for f in info["folds"]] in (
         [["a"], ["b"]], [["b"], ["a"]])
     assert sorted(p.name for p in (tmp_path / "data/entity_tagger").iterdir()) == [
-        "model-0.crfsuite", "model-1.crfsuite", "tagger.json"]
+        "model-0.crfsuite", "model-1.crfsuite", "model.crfsuite", "tagger.json"]
+    # the model for new papers (flows.extract) learned from both papers
+    assert info["corpus_model"]["papers"] == 2 and info["corpus_model"]["training"]["sentences"] == sum(
+        f["training"]["sentences"] for f in info["folds"])
+    assert T.corpus_tagger(tmp_path / "data/entity_tagger", EntitiesParams().tagger_params()).tag(
+        "Specimens of Zacanthoides spinosus were collected from Idaho by the survey.")
     assert first["tagger"]["added"] == info["added"] and first["tagger"]["tagged_papers"] == 2
     second = run_entities(str(params))
     assert second["tagger"]["cached_papers"] == 2 and all(f["training"]["cached"] for f in second["tagger"]["folds"])
+    assert second["tagger"]["corpus_model"]["training"]["cached"]
     tagged = {f.stem: f.read_text() for f in (tmp_path / "data/entities").glob("*.jsonl")}
 
     ent["tagger"] = False
