@@ -384,6 +384,8 @@ class EntitiesParams:
     tagger_c2: float = 0.05
     tagger_max_iterations: int = 100
     tagger_folds: int = 2   # each paper is tagged by a model trained on the other folds' papers
+    # sections the tagger adds nothing in (people and institutions, not places or taxa)
+    tagger_skip_sections: list[str] = field(default_factory=lambda: ["front", "acknowledgements"])
 
     def check(self) -> None:
         if self.regex_timeout_s <= 0:
@@ -395,4 +397,5 @@ class EntitiesParams:
 
         conf = dict(self.tagger_min_confidence) if isinstance(self.tagger_min_confidence, dict) else self.tagger_min_confidence
         return TaggerParams(list(self.tagger_types), conf, self.tagger_name_dropout,
-                            self.tagger_c1, self.tagger_c2, self.tagger_max_iterations, self.tagger_folds)
+                            self.tagger_c1, self.tagger_c2, self.tagger_max_iterations, self.tagger_folds,
+                            list(self.tagger_skip_sections))
