@@ -122,10 +122,14 @@ def make_tiny_bert(folder: Path, texts: list[str]) -> Path:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, sample_papers, prefect_server):
     """A params file pointing every path into tmp, the paper's candidates (mined with the
-    mine code through the extract task), and a tiny model trained on them."""
-    from flows.extract import paper_candidates
+    mine code through the extract task, with the entity tagger on as shipped: trained here on
+    another paper's pattern mentions), and a tiny model trained on them."""
+    from flows.extract import _annotator, paper_candidates
+    from stages import tagger as T
+    from stages.entities import EntitiesParams
     from stages.extract import ExtractParams
     from stages.mine import MineParams
+    from stages.mine_cache import cached_mine, sentences_for
     from stages.train import TrainParams, train_model
 
     tmp = tmp_path_factory.mktemp("extract")
@@ -140,11 +144,20 @@ def workspace(tmp_path_factory, sample_papers, prefect_server):
     params["extract"].update(model_dir=str(model_dir), dtype="float32")
     params["review"].update(model_dir=str(model_dir), gold_dir=str(tmp / "gold"), examples=[str(tmp / "dev.jsonl")],
                             dtype="float32", per_class=3)
+    params["entities"]["tagger_dir"] = str(tmp / "tagger")
     params_path = tmp / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
 
     mp = MineParams(**{k: v for k, v in params["mine"].items() if k in MineParams.__dataclass_fields__})
-    res = paper_candidates(str(pdf), mp.__dict__, str(tmp / "cache"), ExtractParams())
+    ep = EntitiesParams()
+    assert ep.tagger == params["entities"]["tagger"]
+    tp = ep.tagger_params()
+    _, mined, _ = cached_mine(str(next(sample_papers.glob("babcock2007*.pdf"))), mp, str(tmp / "cache"))
+    other = _annotator(ExtractParams().entity_patterns, 1.0).annotate(sentences_for(mined, "babcock2007"),
+                                                                      ep.skip_sections)
+    T.train(T.training_sequences(other, tp, ep.skip_sections), tp, tmp / "tagger" / T.CORPUS_MODEL)
+    res = paper_candidates(str(pdf), mp.__dict__, str(tmp / "cache"), ExtractParams(),
+                           tagger=(str(tmp / "tagger"), tp) if ep.tagger else None)
     assert res["error"] is None, res["error"]
     cands = [Example.from_dict(d) for d in res["candidates"]]
     labels = Counter(e.label for e in cands)
