@@ -19,7 +19,7 @@ Per type: precision, recall and F1 with exact spans (same start, end and type) a
 overlap (a prediction counts when it overlaps a gold mention of its type, a gold mention
 counts when a prediction of its type overlaps it). Two parts are scored apart: the dev set
 (152 sentences, whose baseline errors were seen while the patterns were improved) under the
-key (default ``entities_dev``), and its held-out part (52 sentences of four other papers,
+key (default ``entities_dev``), and its held-out part (96 sentences of five other papers,
 marked after the patterns were written) under ``<key>_heldout``, in
 reports/entities_gold.json; the file's other keys (the BGS figures) are kept. ``--key`` lets
 a variant (another pattern file, a tagger) be recorded beside them.

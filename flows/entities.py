@@ -10,10 +10,11 @@ so a removed paper disappears.
 
 With ``entities.tagger: true`` the learned tagger (stages/tagger.py) adds its mentions to
 each paper's: the papers are dealt into folds, and each fold is tagged by a model trained on
-the other folds' pattern mentions. The models are cached under the keys of those
-annotations, so they are retrained only when a paper, the patterns or the tagger settings
-change; ``entities.tagger_dir`` gets the models and their figures (``tagger.json``, which
-says so when the tagger is off).
+the other folds' pattern mentions. One more model is trained on every paper: the one
+``flows.extract`` applies to new papers (``model.crfsuite``). The models are cached under the
+keys of those annotations, so they are retrained only when a paper, the patterns or the
+tagger settings change; ``entities.tagger_dir`` gets the models and their figures
+(``tagger.json``, which says so when the tagger is off).
 """
 from __future__ import annotations
 
@@ -94,15 +95,19 @@ def tagger_key(paper_keys: list[str], p: EntitiesParams) -> str:
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 def train_tagger(annotated: list[str], key: str, cache_dir: str, p: EntitiesParams) -> dict:
-    """Train the tagger on the papers' annotations unless a model with this key is cached."""
+    """Train the tagger on the papers' annotations unless a model with this key is cached. Papers
+    without a single mention give no model (``no_mentions``): there is nothing to learn."""
     models = ResultCache(cache_dir, "entity-tagger", ".crfsuite")
     meta = ResultCache(cache_dir, "entity-tagger-meta", ".json")
-    if models.get(key) and (info := meta.get_json(key)) is not None:
+    if (info := meta.get_json(key)) is not None and (info.get("no_mentions") or models.get(key)):
         return {**info, "cached": True}
     t0 = time.perf_counter()
     sentences = [AnnotatedSentence.from_dict(d) for f in annotated for d in iter_jsonl(f)]
     seqs = tagger_mod.training_sequences(sentences, p.tagger_params(), p.skip_sections)
-    info = tagger_mod.train(seqs, p.tagger_params(), models.path(key))
+    if tagger_mod.has_mentions(seqs):
+        info = tagger_mod.train(seqs, p.tagger_params(), models.path(key))
+    else:
+        info = {"sentences": len(seqs), "no_mentions": True}
     info["train_seconds"] = round(time.perf_counter() - t0, 2)
     meta.put_text(key, json.dumps(info))
     return {**info, "cached": False}
@@ -235,14 +240,23 @@ def tag_corpus(p: EntitiesParams, cache_dir: str, ok: list[dict], cache: ResultC
             folds = [[s for s in ok if fold_of[s["doc_id"]] == f] for f in range(k)]
             trainsets = [[s for s in ok if fold_of[s["doc_id"]] != f] or folds[f] for f in range(k)]  # one paper: itself
             keys = [tagger_key([s["key"] for s in t], p) for t in trainsets]
-            infos = [f.result() for f in train_tagger.map([[str(cache.path(s["key"])) for s in t] for t in trainsets],
-                                                         keys, cache_dir=cache_dir, p=unmapped(p))]
+            # besides the fold models, one on every paper: the tagger flows.extract applies to new papers
+            corpus_key = tagger_key([s["key"] for s in ok], p)
+            sets = dict(zip(keys, trainsets)) | {corpus_key: ok}
+            trained = dict(zip(sets, [f.result() for f in train_tagger.map(
+                [[str(cache.path(s["key"])) for s in t] for t in sets.values()], list(sets), cache_dir=cache_dir,
+                p=unmapped(p))]))
+            infos = [trained[key] for key in keys]
             models = ResultCache(cache_dir, "entity-tagger", ".crfsuite")
             for f, info in enumerate(infos):
                 logger.info("entity tagger fold %d/%d: %s on %d sentences (%s s)", f + 1, k,
                             "cached" if info["cached"] else "trained", info["sentences"], info.get("train_seconds"))
-                shutil.copyfile(models.path(keys[f]), tmp / f"model-{f}.crfsuite")
-            papers = [s for fold in folds for s in fold]
+                if not info.get("no_mentions"):
+                    shutil.copyfile(models.path(keys[f]), tmp / f"model-{f}.crfsuite")
+            if not trained[corpus_key].get("no_mentions"):
+                shutil.copyfile(models.path(corpus_key), tmp / tagger_mod.CORPUS_MODEL)
+            # a fold whose training papers hold no mention keeps its pattern mentions only
+            papers = [s for f, fold in enumerate(folds) if not infos[f].get("no_mentions") for s in fold]
             model_of = [str(models.path(keys[fold_of[s["doc_id"]]])) for s in papers]
             tkeys = [make_key("entities-tagged", s["key"], keys[fold_of[s["doc_id"]]]) for s in papers]
             tagged = [f.result() for f in tag_paper.map([str(cache.path(s["key"])) for s in papers], tkeys, model_of,
@@ -255,8 +269,11 @@ def tag_corpus(p: EntitiesParams, cache_dir: str, ok: list[dict], cache: ResultC
             fresh = [t for t in tagged if not t["cached"]]
             secs = sum(t["seconds"] for t in fresh)
             report = {"enabled": True, "params": vars(p.tagger_params()),
-                      "folds": [{"model": f"model-{f}.crfsuite", "tagged_papers": sorted(s["doc_id"] for s in folds[f]),
+                      "folds": [{"model": None if infos[f].get("no_mentions") else f"model-{f}.crfsuite", "tagged_papers": sorted(s["doc_id"] for s in folds[f]),
                                  "training": infos[f]} for f in range(k)],
+                      "corpus_model": {"model": None if trained[corpus_key].get("no_mentions") else tagger_mod.CORPUS_MODEL,
+                                       "papers": len(ok),
+                                       "training": trained[corpus_key]},
                       "added": dict(sorted(added.items())), "tagged_papers": len(fresh), "cached_papers": len(tagged) - len(fresh),
                       "sentences_per_s": round(sum(t["sentences"] for t in fresh) / secs, 1) if secs else None}
         atomic_write_json(tmp / "tagger.json", report)

@@ -5,7 +5,8 @@
 
 PATH: PDF files or folders of PDFs. FILE: ``.csv`` or ``.jsonl``. Per paper (mapped
 tasks): mine it with the ``mine`` code (same params and per-paper cache as the
-pipeline), find entities with the ``entities`` code, form the candidate pairs and
+pipeline), find entities with the ``entities`` code (with ``entities.tagger`` on, also
+the learned tagger the ``entities`` stage trained on the whole corpus), form the candidate pairs and
 their pattern labels with the ``relations`` code. Then the trained model classifies
 every candidate; the schema's type constraints, the calibrated temperature and the
 per-relation thresholds (``<model>.calibration.json`` beside the model folder or
@@ -101,10 +102,12 @@ def _relation_spec(relation_patterns: str, entity_patterns: str):
 
 
 def paper_candidates(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: ExtractParams,
-                     doc_id: str | None = None) -> dict[str, Any]:
+                     doc_id: str | None = None, tagger: tuple[str, Any] | None = None) -> dict[str, Any]:
     """Mine one paper (cached), annotate it and form its candidate pairs with their
     pattern labels; never raises for a bad paper (``error`` says why). ``doc_id``: the
-    paper's id in the run (default: the file name without .pdf)."""
+    paper's id in the run (default: the file name without .pdf). ``tagger``:
+    (``entities.tagger_dir``, its TaggerParams) when ``entities.tagger`` is on: the tagger
+    trained on the corpus adds its mentions to the patterns' (stages/tagger.py ``union``)."""
     from stages.mine import MineParams
     from stages.mine_cache import cached_mine, sentences_for
     from stages.relations import RelationLabeller
@@ -122,20 +125,42 @@ def paper_candidates(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: E
     t1 = time.perf_counter()
     annotated: list[AnnotatedSentence] = _annotator(p.entity_patterns, p.regex_timeout_s).annotate(
         sentences, p.skip_sections)
+    tagged = 0
+    if tagger is not None:
+        from stages import tagger as tagger_mod
+
+        tagged = tagger_mod.tag_sentences(tagger_mod.corpus_tagger(*tagger), annotated, p.skip_sections)
     labeller = RelationLabeller(_relation_spec(p.relation_patterns, p.entity_patterns), p.regex_timeout_s)
     candidates = [ex for s in annotated for ex in labeller.label_sentence(s)]
     norm_of = {(s.sent_id, m.start, m.end): m.norm for s in annotated for m in s.mentions if m.norm}
     norms = [(norm_of.get((e.sent_id, e.subj.start, e.subj.end)), norm_of.get((e.sent_id, e.obj.start, e.obj.end)))
              for e in candidates]
     return {"doc_id": doc_id, "file": pdf, "error": None, "mine_cached": cached, "sentences": len(sentences),
-            "mentions": sum(len(a.mentions) for a in annotated), "candidates": [to_dict(e) for e in candidates],
-            "norms": norms,
+            "mentions": sum(len(a.mentions) for a in annotated), "tagger_mentions": tagged,
+            "candidates": [to_dict(e) for e in candidates], "norms": norms,
             "mine_seconds": round(t1 - t0, 3), "annotate_seconds": round(time.perf_counter() - t1, 3)}
 
 
 @task(name="extract-paper", cache_policy=NO_CACHE, persist_result=False)
-def paper_task(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: ExtractParams, doc_id: str) -> dict[str, Any]:
-    return paper_candidates(pdf, mine_params, cache_dir, p, doc_id)
+def paper_task(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: ExtractParams, doc_id: str,
+               tagger: tuple[str, Any] | None = None) -> dict[str, Any]:
+    return paper_candidates(pdf, mine_params, cache_dir, p, doc_id, tagger)
+
+
+def entity_tagger(params_path: str | None, logger) -> tuple[str, Any] | None:
+    """(``entities.tagger_dir``, the tagger params) when ``entities.tagger`` is on, its model
+    loaded once to check it (InputError naming the file and the fix when it is missing); else None."""
+    from stages import tagger as tagger_mod
+    from stages.entities import EntitiesParams
+
+    ep: EntitiesParams = load_params(EntitiesParams, "entities", params_path)
+    if not ep.tagger:
+        return None
+    tp = ep.tagger_params()
+    tagger_mod.corpus_tagger(ep.tagger_dir, tp)
+    logger.info("entity tagger: %s (types: %s)", Path(ep.tagger_dir) / tagger_mod.CORPUS_MODEL,
+                ", ".join(tp.types) or "all")
+    return ep.tagger_dir, tp
 
 
 def resolve_calibration(p: ExtractParams, model, logger):
@@ -161,6 +186,7 @@ def _classify_paper(i: int, n: int, res: dict[str, Any], model, cal, allowed, p:
     paper_rows = classified_rows(examples, relations, conf, norms=[tuple(n) for n in res["norms"]])
     rows += paper_rows
     per_paper.append({"doc_id": res["doc_id"], "sentences": res["sentences"], "mentions": res["mentions"],
+                      "tagger_mentions": res["tagger_mentions"],
                       "candidates": len(examples), "relations": len(paper_rows), "mine_cached": res["mine_cached"],
                       "mine_seconds": res["mine_seconds"], "annotate_seconds": res["annotate_seconds"],
                       "classify_seconds": round(classify_s, 4)})
@@ -190,6 +216,7 @@ def extract_flow(paths: list[str], out: str, model_dir: str | None = None, min_c
                              "fix: give a confidence between 0 and 1") from exc
     output_format(out)  # a bad extension fails before any work
     mine_p: MineParams = load_params(MineParams, "mine", params_path)
+    tagger = entity_tagger(params_path, logger)  # a missing tagger model fails before any work
     run = load_run_params(params_path)
     from stages.model import load_trained_model
     from stages.patterns import schema_args
@@ -207,7 +234,7 @@ def extract_flow(paths: list[str], out: str, model_dir: str | None = None, min_c
                 else (cal.thresholds if cal else "argmax"))
 
     futures = paper_task.map([str(x) for x, _ in pdfs], unmapped(asdict(mine_p)), unmapped(run.cache_dir), unmapped(p),
-                             [d for _, d in pdfs])
+                             [d for _, d in pdfs], unmapped(tagger))
     rows = []
     per_paper = []
     try:

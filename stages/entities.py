@@ -374,15 +374,18 @@ class EntitiesParams:
     regex_timeout_s: float = 1.0
     given: Literal["ignore", "only", "plus_patterns"] = "ignore"  # mentions already in the input records
     # the learned tagger (stages/tagger.py): trained on this stage's own mentions, used beside them
-    tagger: bool = False
+    tagger: bool = True
     tagger_dir: str = "data/entity_tagger"   # its model and training figures (a DVC output; written when off too)
-    tagger_types: list[str] = field(default_factory=list)  # types it may add ([]: all)
-    tagger_min_confidence: float = 0.5
-    tagger_name_dropout: float = 0.5   # share of mention words hidden in a second copy of each training sentence
+    tagger_types: list[str] = field(default_factory=lambda: ["TAXON", "LOC"])  # types it may add ([]: all)
+    # a token's probability of a type to mark it: one number or one per type
+    tagger_min_confidence: float | dict[str, float] = field(default_factory=lambda: {"TAXON": 0.3, "LOC": 0.3})
+    tagger_name_dropout: float = 1.0   # share of mention words hidden in a second copy of each training sentence
     tagger_c1: float = 0.05
     tagger_c2: float = 0.05
     tagger_max_iterations: int = 100
     tagger_folds: int = 2   # each paper is tagged by a model trained on the other folds' papers
+    # sections the tagger adds nothing in (people and institutions, not places or taxa)
+    tagger_skip_sections: list[str] = field(default_factory=lambda: ["front", "acknowledgements"])
 
     def check(self) -> None:
         if self.regex_timeout_s <= 0:
@@ -392,5 +395,7 @@ class EntitiesParams:
     def tagger_params(self):
         from .tagger import TaggerParams
 
-        return TaggerParams(list(self.tagger_types), self.tagger_min_confidence, self.tagger_name_dropout,
-                            self.tagger_c1, self.tagger_c2, self.tagger_max_iterations, self.tagger_folds)
+        conf = dict(self.tagger_min_confidence) if isinstance(self.tagger_min_confidence, dict) else self.tagger_min_confidence
+        return TaggerParams(list(self.tagger_types), conf, self.tagger_name_dropout,
+                            self.tagger_c1, self.tagger_c2, self.tagger_max_iterations, self.tagger_folds,
+                            list(self.tagger_skip_sections))

@@ -21,14 +21,28 @@ would add nothing to the corpus it learned from. So the papers are split into ``
 each paper is tagged by a model trained on the other folds' papers (cross-fitting; a corpus of
 one paper cannot be, and is tagged by a model trained on itself).
 
-A tagger mention must be confident (``min_confidence``: the CRF's marginal probability of its
-labels, averaged over its tokens) and of a type in ``types``. Pure logic: no Prefect, no DVC.
+Two shape rules keep out what the tagger confuses most on the sample corpus: a mention starts
+with a capital (the lower-case group names, "trilobites", are a closed class the patterns
+list; the tagger's lower-case finds were mostly rock and body words: "turbidites",
+"sclerites"), and a name followed by a citation tail (a year, "et al.", "in Author", initials:
+"Lindholm 1991", "Wrona, 1989", "Finney, S.C.") is an author, not a place or a taxon. Sections
+in ``skip_sections`` (front matter and acknowledgements by default: names of people and
+institutions) get no tagger mention.
+
+A tagger mention must be of a type in ``types`` and confident: a token is in a mention of type
+T when the CRF's marginal probability of T's labels (B-T plus I-T) at that token is at least
+``min_confidence`` (one number, or one per type). This is not the single most likely labelling
+(Viterbi): the tagger is trained on the patterns' mentions, so where it has learned that a name
+*looks* like one the patterns would mark but the patterns' habits say O, the most likely
+labelling is O while the type keeps a real share of the probability; a threshold below 0.5
+reaches those names. Pure logic: no Prefect, no DVC.
 """
 from __future__ import annotations
 
 import hashlib
 import re
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -38,22 +52,27 @@ from .records import AnnotatedSentence, Mention
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
 SOURCE = "tagger"
+CORPUS_MODEL = "model.crfsuite"  # in entities.tagger_dir: the model trained on every paper, for new papers
 
 
 @dataclass
 class TaggerParams:
     """The tagger's settings (``entities.tagger_*`` in params.yaml, same defaults)."""
     types: list[str] = field(default_factory=list)  # types the tagger may add ([]: every type)
-    min_confidence: float = 0.5   # mean marginal probability of a mention's labels
+    # a token's marginal probability of a type's labels needed to mark it (a number, or {type: number})
+    min_confidence: float | dict[str, float] = 0.5
     name_dropout: float = 0.5     # share of mention words whose own word is hidden in a second copy
     c1: float = 0.05              # L1 weight
     c2: float = 0.05              # L2 weight
     max_iterations: int = 100     # L-BFGS iterations
     folds: int = 2                # papers are tagged by a model trained on the other folds' papers
+    skip_sections: list[str] = field(default_factory=list)  # sections the tagger adds nothing in
 
     def check(self) -> None:
-        if not 0 < self.min_confidence < 1:
-            raise ValueError("entities.tagger_min_confidence must be in (0, 1); set e.g. 0.5")
+        values = self.min_confidence.values() if isinstance(self.min_confidence, dict) else [self.min_confidence]
+        if not all(isinstance(v, (int, float)) and 0 < v < 1 for v in values):
+            raise ValueError("entities.tagger_min_confidence must be in (0, 1), one number or one per type; set e.g. "
+                             "0.5 or {TAXON: 0.3, LOC: 0.3}")
         if not 0 <= self.name_dropout <= 1:
             raise ValueError("entities.tagger_name_dropout must be in [0, 1]; set e.g. 0.5 (0: no second copy)")
         if self.c1 < 0 or self.c2 < 0:
@@ -63,6 +82,12 @@ class TaggerParams:
         if self.folds < 2:
             raise ValueError("entities.tagger_folds must be >= 2 (a paper is never tagged by a model trained on "
                              "it); set e.g. 2")
+
+    def threshold(self, typ: str) -> float:
+        """The confidence a mention of ``typ`` needs (a type a mapping does not name: 0.5)."""
+        if isinstance(self.min_confidence, dict):
+            return float(self.min_confidence.get(typ, 0.5))
+        return float(self.min_confidence)
 
 
 def tokenize(text: str) -> list[tuple[int, int]]:
@@ -150,6 +175,16 @@ def decode(text: str, toks: Sequence[tuple[int, int]], labels: Sequence[str],
     return out
 
 
+# after a name: a year, "et al.", "in Author", "and Author, year", initials ("Finney, S.C.")
+CITATION_TAIL = re.compile(r"\s*(?:,\s*|\(\s*)?(?:\d{4}[a-z]?\b|et al\b|in [A-Z]|and [A-Z][\w'’-]+,? \(?\d{4}|"
+                           r"[A-Z]\.\s?(?:[A-Z]\.)?(?:,|\s+and\b))")
+
+
+def plausible(text: str, m: Mention) -> bool:
+    """The shape rules (module docstring): a capital first, no citation tail after the name."""
+    return m.text[:1].isupper() and not CITATION_TAIL.match(text, m.end)
+
+
 LEXICAL = ("w=", "p3=", "-1|0=", "0|+1=")  # the features that name the word itself
 
 
@@ -192,11 +227,16 @@ def assign_folds(doc_ids: Iterable[str], folds: int) -> dict[str, int]:
     return {d: i % k for i, d in enumerate(ids)}
 
 
+def has_mentions(sequences: Sequence[tuple[list[list[str]], list[str]]]) -> bool:
+    """Whether any training sequence holds a mention (a tagger can learn nothing from none)."""
+    return any(any(lab != "O" for lab in labels) for _, labels in sequences)
+
+
 def train(sequences: Sequence[tuple[list[list[str]], list[str]]], params: TaggerParams, out: str | Path) -> dict:
     """Train the CRF on ``sequences`` and write it to ``out``; returns training figures."""
     import pycrfsuite
 
-    if not any(any(lab != "O" for lab in labels) for _, labels in sequences):
+    if not has_mentions(sequences):
         raise InputError("entity tagger: no pattern mention in the corpus to learn from; fix: check the entity "
                          "patterns or set entities.tagger: false")
     trainer = pycrfsuite.Trainer(verbose=False)
@@ -230,21 +270,64 @@ class EntityTagger:
                              "entities.tagger: true (dvc repro entities)")
         self.params = params or TaggerParams()
         self.types = set(self.params.types or types)
+        self._lock = threading.Lock()  # a CRFsuite tagger holds the sentence it tags: one at a time
         self._tagger = pycrfsuite.Tagger()
         try:
             self._tagger.open(str(model))
         except Exception as exc:  # a truncated or foreign file
             raise InputError(f"{model}: not a CRFsuite model ({exc}); fix: delete it and rerun the entities stage") from exc
+        labels = set(self._tagger.labels())
+        # per allowed type: its B- and I- label (as the model knows them) and the threshold
+        self._typed = [(t, f"B-{t}" if f"B-{t}" in labels else None, f"I-{t}" if f"I-{t}" in labels else None,
+                        self.params.threshold(t))
+                       for t in sorted({lab[2:] for lab in labels if lab[:2] in ("B-", "I-")})
+                       if not self.types or t in self.types]
 
     def tag(self, text: str) -> list[Mention]:
         toks = tokenize(text)
         if not toks:
             return []
-        self._tagger.set(features(text, toks))
-        labels = self._tagger.tag()
-        probs = [self._tagger.marginal(lab, i) for i, lab in enumerate(labels)]
-        return [m for m, p in decode(text, toks, labels, probs)
-                if p >= self.params.min_confidence and (not self.types or m.type in self.types)]
+        feats = features(text, toks)
+        marg = self._tagger.marginal
+        with self._lock:
+            self._tagger.set(feats)
+            # per token: (P(B-T), P(I-T)) of each allowed type
+            probs = [[(marg(b, i) if b else 0.0, marg(c, i) if c else 0.0) for _, b, c, _ in self._typed]
+                     for i in range(len(toks))]
+        labels, conf = [], []
+        for row in probs:
+            best = max(((pb + pi, k) for k, (pb, pi) in enumerate(row) if pb + pi >= self._typed[k][3]), default=None)
+            if best is None:
+                labels.append("O")
+                conf.append(0.0)
+                continue
+            p, k = best
+            typ = self._typed[k][0]
+            cont = labels and labels[-1] != "O" and labels[-1][2:] == typ and row[k][1] >= row[k][0]
+            labels.append(("I-" if cont else "B-") + typ)
+            conf.append(p)
+        return [m for m, _ in decode(text, toks, labels, conf) if plausible(text, m)]
+
+
+_TAGGERS: dict[tuple, EntityTagger] = {}
+_TAGGERS_LOCK = threading.Lock()
+
+
+def corpus_tagger(tagger_dir: str | Path, params: TaggerParams, types: Iterable[str] = ()) -> EntityTagger:
+    """The tagger for new papers (``flows.extract``): the model the ``entities`` stage trained on
+    every paper of the corpus (``CORPUS_MODEL`` in ``entities.tagger_dir``), loaded once per
+    process and model file."""
+    path = Path(tagger_dir) / CORPUS_MODEL
+    if not path.exists():
+        raise InputError(f"{path}: entities.tagger is on but the tagger trained on the corpus is missing; fix: run "
+                         "`dvc repro entities` (or `python -m flows.entities`) with entities.tagger: true, or set "
+                         "entities.tagger: false")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, repr(params), tuple(sorted(types)))
+    with _TAGGERS_LOCK:
+        if key not in _TAGGERS:
+            _TAGGERS[key] = EntityTagger(path, params, types)
+        return _TAGGERS[key]
 
 
 def union(patterns: Sequence[Mention], tagged: Sequence[Mention]) -> list[Mention]:
@@ -259,8 +342,9 @@ def union(patterns: Sequence[Mention], tagged: Sequence[Mention]) -> list[Mentio
 def tag_sentences(tagger: EntityTagger, sentences: Iterable[AnnotatedSentence],
                   skip_sections: Iterable[str] = ()) -> int:
     """Add the tagger's mentions to pattern-annotated sentences (in place; ``union``); sentences
-    in ``skip_sections`` stay without mentions. Returns the number of mentions added."""
-    skip = {s.lower() for s in skip_sections}
+    in ``skip_sections`` or the tagger's own ``params.skip_sections`` get none. Returns the number
+    of mentions added."""
+    skip = {s.lower() for s in [*skip_sections, *tagger.params.skip_sections]}
     added = 0
     for a in sentences:
         if a.section.lower() in skip:

@@ -134,10 +134,16 @@ def test_entities_stage_with_the_tagger_cross_fits_caches_and_switches_off(tmp_p
     assert info["enabled"] and [f["tagged_papers"] for f in info["folds"]] in (
         [["a"], ["b"]], [["b"], ["a"]])
     assert sorted(p.name for p in (tmp_path / "data/entity_tagger").iterdir()) == [
-        "model-0.crfsuite", "model-1.crfsuite", "tagger.json"]
+        "model-0.crfsuite", "model-1.crfsuite", "model.crfsuite", "tagger.json"]
+    # the model for new papers (flows.extract) learned from both papers
+    assert info["corpus_model"]["papers"] == 2 and info["corpus_model"]["training"]["sentences"] == sum(
+        f["training"]["sentences"] for f in info["folds"])
+    assert T.corpus_tagger(tmp_path / "data/entity_tagger", EntitiesParams().tagger_params()).tag(
+        "Specimens of Zacanthoides spinosus were collected from Idaho by the survey.")
     assert first["tagger"]["added"] == info["added"] and first["tagger"]["tagged_papers"] == 2
     second = run_entities(str(params))
     assert second["tagger"]["cached_papers"] == 2 and all(f["training"]["cached"] for f in second["tagger"]["folds"])
+    assert second["tagger"]["corpus_model"]["training"]["cached"]
     tagged = {f.stem: f.read_text() for f in (tmp_path / "data/entities").glob("*.jsonl")}
 
     ent["tagger"] = False
@@ -150,3 +156,29 @@ def test_entities_stage_with_the_tagger_cross_fits_caches_and_switches_off(tmp_p
         with_tagger = [json.loads(x) for x in tagged[f.stem].splitlines()]
         for a, b in zip([json.loads(x) for x in f.read_text().splitlines()], with_tagger):
             assert all(m in b["mentions"] for m in a["mentions"])
+
+
+def test_shape_rules_keep_out_authors_and_lower_case_words_and_skipped_sections(tmp_path):
+    """A tagger name followed by a citation tail is an author; a lower-case find is not added;
+    the tagger's own skip sections (front matter) get nothing; real places and taxa stay."""
+    def m(text, name, typ="LOC"):
+        i = text.index(name)
+        return Mention(i, i + len(name), name, typ, T.SOURCE)
+
+    for text, name in (("as shown by Lindholm 1991 for the zone", "Lindholm"), ("(Wrona, 1989; Wrona 1990)", "Wrona"),
+                       ("Cohen, K.M., Finney, S.C., Gibbard", "Finney"), ("Cambroclavus absonus Conway Morris in Bengtson",
+                                                                       "Conway Morris"),
+                       ("from Y. gracilis Atkins and Peel, 2004", "Atkins")):
+        assert not T.plausible(text, m(text, name)), name
+    text = "carbonate turbidites near Wangcun, Hunan, and Llano Uplift, Texas, U.S.A., with Bolaspidella."
+    assert not T.plausible(text, m(text, "turbidites", "TAXON"))
+    for name, typ in (("Wangcun", "LOC"), ("Llano Uplift", "LOC"), ("Texas", "LOC"), ("Bolaspidella", "TAXON")):
+        assert T.plausible(text, m(text, name, typ)), name
+
+    p = T.TaggerParams(skip_sections=["front"])
+    T.train(T.training_sequences(_corpus(), p), p, tmp_path / "m.crfsuite")
+    tagger = T.EntityTagger(tmp_path / "m.crfsuite", p)
+    text = "We describe Zacanthoides spinosus from Idaho, where it is common."
+    front = AnnotatedSentence("doc", 1, 1, "front", text, "prose", [])
+    body = AnnotatedSentence("doc", 2, 1, "body", text, "prose", [])
+    assert T.tag_sentences(tagger, [front, body]) == len(body.mentions) > 0 and front.mentions == []

@@ -4,6 +4,7 @@ corrupt PDF that must be reported and skipped."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -121,10 +122,14 @@ def make_tiny_bert(folder: Path, texts: list[str]) -> Path:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, sample_papers, prefect_server):
     """A params file pointing every path into tmp, the paper's candidates (mined with the
-    mine code through the extract task), and a tiny model trained on them."""
-    from flows.extract import paper_candidates
+    mine code through the extract task, with the entity tagger on as shipped: trained here on
+    another paper's pattern mentions), and a tiny model trained on them."""
+    from flows.extract import _annotator, paper_candidates
+    from stages import tagger as T
+    from stages.entities import EntitiesParams
     from stages.extract import ExtractParams
     from stages.mine import MineParams
+    from stages.mine_cache import cached_mine, sentences_for
     from stages.train import TrainParams, train_model
 
     tmp = tmp_path_factory.mktemp("extract")
@@ -139,11 +144,20 @@ def workspace(tmp_path_factory, sample_papers, prefect_server):
     params["extract"].update(model_dir=str(model_dir), dtype="float32")
     params["review"].update(model_dir=str(model_dir), gold_dir=str(tmp / "gold"), examples=[str(tmp / "dev.jsonl")],
                             dtype="float32", per_class=3)
+    params["entities"]["tagger_dir"] = str(tmp / "tagger")
     params_path = tmp / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
 
     mp = MineParams(**{k: v for k, v in params["mine"].items() if k in MineParams.__dataclass_fields__})
-    res = paper_candidates(str(pdf), mp.__dict__, str(tmp / "cache"), ExtractParams())
+    ep = EntitiesParams()
+    assert ep.tagger == params["entities"]["tagger"]
+    tp = ep.tagger_params()
+    _, mined, _ = cached_mine(str(next(sample_papers.glob("babcock2007*.pdf"))), mp, str(tmp / "cache"))
+    other = _annotator(ExtractParams().entity_patterns, 1.0).annotate(sentences_for(mined, "babcock2007"),
+                                                                      ep.skip_sections)
+    T.train(T.training_sequences(other, tp, ep.skip_sections), tp, tmp / "tagger" / T.CORPUS_MODEL)
+    res = paper_candidates(str(pdf), mp.__dict__, str(tmp / "cache"), ExtractParams(),
+                           tagger=(str(tmp / "tagger"), tp) if ep.tagger else None)
     assert res["error"] is None, res["error"]
     cands = [Example.from_dict(d) for d in res["candidates"]]
     labels = Counter(e.label for e in cands)
@@ -302,3 +316,47 @@ def test_rows_merge_an_abbreviated_name_with_the_full_name_of_the_paper(tmp_path
     assert not merged, "the abbreviated and the full name of one taxon made two rows"
     plain = dedupe(classified_rows(cands, [e.label for e in cands], [0.9] * len(cands)))
     assert len(rows) < len(plain)  # without the names the entities stage found, they stay apart
+
+
+def test_extract_adds_the_corpus_taggers_mentions_when_the_tagger_is_on(tmp_path, sample_papers):
+    """With entities.tagger on, extract tags a new paper with the model the entities stage trained
+    on the corpus (here: one other sample paper's pattern mentions): every pattern mention and
+    candidate stays, the tagger's mentions come beside them; with the model missing, the flow
+    stops before any work with a message naming the file and the fix."""
+    from flows.extract import _annotator, entity_tagger, paper_candidates
+    from stages import tagger as T
+    from stages.entities import EntitiesParams
+    from stages.extract import ExtractParams
+    from stages.mine import MineParams
+    from stages.mine_cache import cached_mine, sentences_for
+
+    mp = MineParams(ocr=False)
+    train_pdf = next(sample_papers.glob("babcock2007*.pdf"))
+    _, mined, _ = cached_mine(str(train_pdf), mp, str(tmp_path / "cache"))
+    ep = EntitiesParams()
+    corpus = _annotator(ExtractParams().entity_patterns, 1.0).annotate(sentences_for(mined, "babcock2007"),
+                                                                       ep.skip_sections)
+    tp = ep.tagger_params()
+    T.train(T.training_sequences(corpus, tp, ep.skip_sections), tp, tmp_path / "tagger" / T.CORPUS_MODEL)
+
+    pdf = str(sample_papers / PAPER)
+    plain = paper_candidates(pdf, mp.__dict__, str(tmp_path / "cache"), ExtractParams())
+    tagged = paper_candidates(pdf, mp.__dict__, str(tmp_path / "cache"), ExtractParams(),
+                              tagger=(str(tmp_path / "tagger"), tp))
+    assert plain["tagger_mentions"] == 0 and tagged["tagger_mentions"] > 0
+    assert tagged["mentions"] == plain["mentions"] + tagged["tagger_mentions"]
+    pair = lambda d: (d["sent_id"], d["subj"]["start"], d["subj"]["end"], d["obj"]["start"], d["obj"]["end"])  # noqa: E731
+    assert {pair(d) for d in plain["candidates"]} < {pair(d) for d in tagged["candidates"]}
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["entities"].update(tagger=True, tagger_dir=str(tmp_path / "tagger"))
+    (tmp_path / "on.yaml").write_text(yaml.safe_dump(params))
+    log = logging.getLogger("test_extract")
+    assert entity_tagger(str(tmp_path / "on.yaml"), log)[0] == str(tmp_path / "tagger")
+    params["entities"]["tagger_dir"] = str(tmp_path / "none")
+    (tmp_path / "missing.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(InputError, match=r"none/model\.crfsuite.*fix: run `dvc repro entities`"):
+        entity_tagger(str(tmp_path / "missing.yaml"), log)
+    params["entities"]["tagger"] = False
+    (tmp_path / "off.yaml").write_text(yaml.safe_dump(params))
+    assert entity_tagger(str(tmp_path / "off.yaml"), log) is None
