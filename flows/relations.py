@@ -50,6 +50,7 @@ from stages.relations import (
     RelationLabeller,
     RelationsParams,
     annotation_report,
+    drop_excluded,
     get_spec,
     report_markdown,
     sample_negatives,
@@ -121,6 +122,10 @@ def relations_flow(params_path: str = "params.yaml") -> dict:
     wp: WeakParams = parse_params(WeakParams, load_yaml(params_path).get("label_model") or {}, "label_model")
     lm_section = None
     pattern_labelled = all_examples
+    all_examples, excluded = drop_excluded(all_examples, spec)
+    if excluded:
+        logger.info("relations: %d candidates in text that is not prose (%s) are not annotated", len(excluded),
+                    ", ".join(sorted({v.id for v in spec.vetoes if v.exclude})))
     if wp.enabled:
         knowledge = weak_mod.load_knowledge(wp.knowledge, set(spec.relations)) if wp.knowledge else {}
         sources = weak_mod.Sources(spec, knowledge, wp.consistency, wp.combine_vetoes)
@@ -157,6 +162,7 @@ def relations_flow(params_path: str = "params.yaml") -> dict:
     report["papers"] = {"total": len(summaries), "labelled": sum(not s["cached"] for s in ok),
                         "cached": sum(s["cached"] for s in ok),
                         "failed": {s["doc_id"]: s["error"] for s in summaries if "error" in s}}
+    report["excluded_not_prose"] = dict(Counter(e.doc_id for e in excluded).most_common())
     report["negative_ratio"] = p.negative_ratio
     report["seed"] = p.seed
     report["wall_seconds"] = round(time.perf_counter() - t0, 3)

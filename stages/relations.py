@@ -60,6 +60,8 @@ class RelationLabeller:
         self.allowed = spec.allowed_pairs()
         self.pair_names = spec.pair_names()
         self.order = {name: i for i, name in enumerate(spec.relations)}
+        self.exclude_ids = {v.id for v in spec.vetoes if v.exclude}
+        self._shapes: dict[tuple[str, str], bool] = {}
         # templates indexed by the slot types in text order
         self.by_types: dict[tuple[str, str], list[Template]] = defaultdict(list)
         for rel in spec.relations.values():
@@ -148,6 +150,8 @@ class RelationLabeller:
                 continue
             if v.same_text is not None and (_fold(a.text) == _fold(b.text)) != v.same_text:
                 continue
+            if v.shape is not None and not self._shape_holds(v, text):
+                continue
             if v.regex is not None:
                 subj, obj = self._default_direction(a, b)
                 ctx = {
@@ -167,6 +171,19 @@ class RelationLabeller:
         if out:
             self.stats.veto_votes += 1
         return out
+
+    def _shape_holds(self, v: Veto, text: str) -> bool:
+        key = (v.id, text)
+        if key not in self._shapes:
+            if len(self._shapes) > 4096:
+                self._shapes.clear()
+            self._shapes[key] = v.shape.holds(text)
+        return self._shapes[key]
+
+    def excluded(self, rules: Iterable[str]) -> bool:
+        """Whether a pair with these rules fired is not annotated (an `exclude: true` veto fired):
+        no candidate for training, NO_RELATION in every decision."""
+        return any(r in self.exclude_ids for r in rules)
 
     def label_pair(self, text: str, a: Mention, b: Mention,
                    mentions: list[Mention] | None = None, kind: str = "body") -> tuple[str, Mention, Mention, list[str], int]:
@@ -245,6 +262,19 @@ def label_sentences(sentences: Iterable[AnnotatedSentence], spec: RelationsSpec,
     """Every candidate of every sentence, labelled (NO_RELATION included, not sampled)."""
     lab = RelationLabeller(spec, regex_timeout_s)
     return [ex for s in sentences for ex in lab.label_sentence(s)]
+
+
+def drop_excluded(examples: list[Example], spec: RelationsSpec) -> tuple[list[Example], list[Example]]:
+    """(annotated, excluded): the pairs an ``exclude: true`` veto fired on are text that is not
+    prose (table rows run together): not annotated, so they neither train the model nor are
+    labelled by the label model; every decision calls them NO_RELATION."""
+    ids = {v.id for v in spec.vetoes if v.exclude}
+    if not ids:
+        return examples, []
+    keep, out = [], []
+    for e in examples:
+        (out if ids.intersection(e.rules) else keep).append(e)
+    return keep, out
 
 
 def _rank(seed: int, ex_id: str) -> str:
@@ -380,6 +410,12 @@ def report_markdown(report: dict) -> str:
               "in the relations file (per relation or at the top) to keep them.", "",
               "| type pair | max_distance | pairs dropped |", "|---|---|---|"]
     lines += [f"| {k} | {b['max_distance']} | {b['pairs']} |" for k, b in beyond.items()]
+    ex = report.get("excluded_not_prose") or {}
+    if ex:
+        lines += ["", "## Text that is not prose", "",
+                  f"Candidates an `exclude: true` veto fired on are not annotated (neither the label model nor "
+                  f"training sees them; every decision calls them NO_RELATION): {sum(ex.values())} in all, "
+                  + ", ".join(f"{d} {n}" for d, n in ex.items()) + "."]
     lines += ["", "## Examples per class", "", "| class | candidates | kept |", "|---|---|---|"]
     for label, c in report["candidates_per_class"].items():
         lines.append(f"| {label} | {c} | {report['examples_per_class'].get(label, 0)} |")

@@ -106,6 +106,13 @@ def test_same_text_and_kind_conditions(tmp_path):
     ("{id: v, pattern: '{TAXON} x'}", "no typed slots"),
     ("{id: v, pattern: '(x'}", "does not compile"),
     ("{id: v, same_text: maybe}", "same_text"),
+    ("{id: v, shape: {}}", "expected a mapping of thresholds"),
+    ("{id: v, shape: {min_tokens: 0}}", "min_tokens = 0"),
+    ("{id: v, shape: {terminated: no_stop}}", "terminated = 'no_stop'"),
+    ("{id: v, shape: {min_capital_share: 30}}", "min_capital_share = 30"),
+    ("{id: v, shape: {max_function_share: 0.1}}", "needs the words it counts"),
+    ("{id: v, shape: {min_words: 3}}", "min_words"),
+    ("{id: v, pattern: x, exclude: yes please}", "exclude = 'yes please'"),
 ])
 def test_bad_vetoes_name_the_rule_and_the_fix(tmp_path, veto, message):
     text = SMALL.split("vetoes:")[0] + f"vetoes:\n  - {veto}\n"
@@ -139,6 +146,78 @@ def test_shipped_vetoes_on_real_sentences():
                   [("Pelagiella", "TAXON"), ("Cyrtolites atlanticus", "TAXON"), ("St. John Group", "STRAT")])
     rules = {(e.subj.text, e.obj.text): e.rules for e in lab.label_sentence(s)}
     assert "veto.other_taxon_first" not in rules[("Pelagiella", "St. John Group")]
+
+
+# Real shapes: a row of the ICS2015 GSSP table as the mine stage reads it (its columns run
+# together, no full stop), a prose sentence of peng2009, and prose cut by a page break (brasier1994).
+TABLE_RUN = ("Berriasella jacobi Jurassic System Upper Jurassic Series candidate is Ammonite near base of zone of "
+             "Boreal realm Scotland) candidates are Ammonite Cardioceras Redcliff Point redcliffense Horizon at base "
+             "(Dorset, SW of the Cardioceras scarburgense Subzone Savouron (Quenstedtoceras mariae (Provence, SE "
+             "Zone) France) Middle Jurassic Series")
+PROSE = ("Lejopyge laevigata is known from the Huaqiao Formation in Hunan, South China, and from sections in "
+         "Kazakhstan, Siberia, Australia and Sweden, where it marks the base of the Guzhangian Stage.")
+CUT_PROSE = ("Until the late 1940s, it was assumed that the Precambrian was without fossils and that the base of "
+             "the Cambrian was marked")
+SHAPED = SMALL + """  - id: veto.run
+    shape: {min_tokens: 20, terminated: false, min_capital_share: 0.3}
+    exclude: true
+  - id: veto.numbers
+    shape: {min_tokens: 3, min_digit_share: 0.5}
+  - id: veto.few_function_words
+    shape: {min_tokens: 5, max_function_share: 0.1, function_words: [the, of, and, in, from, is]}
+"""
+
+
+def test_text_shape_vetoes_fire_on_the_sentence_text_of_any_record(tmp_path):
+    spec = _spec(tmp_path, SHAPED)
+    run = _rules(spec, _sentence(TABLE_RUN, [("Cardioceras scarburgense", "TAXON"), ("France", "LOC")]))
+    assert "veto.run" in run[("Cardioceras scarburgense", "France")]
+    for text, names in [(PROSE, [("Lejopyge laevigata", "TAXON"), ("Siberia", "LOC")]),
+                        (CUT_PROSE, [("Precambrian", "TAXON"), ("Cambrian", "LOC")])]:
+        assert "veto.run" not in _rules(spec, _sentence(text, names))[(names[0][0], names[1][0])]
+    # a full stop inside closing quotes still ends a sentence; a short unterminated heading is no run
+    from stages.patterns import TextShape
+    assert TextShape().measure("referred to only as a ‘euomphalid mollusk.’")["terminated"]
+    assert not TextShape(min_tokens=20, terminated=False).holds("Mollusks from the upper Shackleton Limestone")
+    nums = _rules(spec, _sentence("Xus 12 34 56 78 Utah", [("Xus", "TAXON"), ("Utah", "LOC")]))
+    assert set(nums[("Xus", "Utah")]) >= {"veto.numbers", "veto.few_function_words"}
+    prose = _rules(spec, _sentence("Xus is from the Utah of 1990.", [("Xus", "TAXON"), ("Utah", "LOC")]))
+    assert not {"veto.numbers", "veto.few_function_words"} & set(prose[("Xus", "Utah")])
+
+
+def test_excluded_pairs_are_not_annotated_and_every_decision_says_no_relation(tmp_path):
+    """Gold records carry no `kind`: the shape alone excludes their table text, from training (the
+    relations stage's drop_excluded) and from every labeller but co-occurrence in the gold table."""
+    from stages.relations import drop_excluded
+
+    spec = _spec(tmp_path, SHAPED)
+    lab = RelationLabeller(spec)
+    table = _sentence(TABLE_RUN.replace("scarburgense Subzone", "scarburgense from France"), [("Cardioceras scarburgense", "TAXON"),
+                                                                      ("France", "LOC")])
+    prose = _sentence("Xus from Utah.", [("Xus", "TAXON"), ("Utah", "LOC")], sent_id=1)
+    exs = lab.label_sentence(table) + lab.label_sentence(prose)
+    keep, out = drop_excluded(exs, spec)
+    assert [e.text for e in keep] == [prose.text] and len(out) == 1
+    assert exs[0].label == "found_at" and "veto.run" in exs[0].rules  # the pattern fired; the pair is still excluded
+    gold = [Example("t", "d", 0, table.text, *(Span(m.start, m.end, m.type, m.text) for m in table.mentions),
+                    NO_RELATION, origin="gold"),
+            Example("p", "d", 1, prose.text, *(Span(m.start, m.end, m.type, m.text) for m in prose.mentions),
+                    "found_at", origin="gold")]
+    rules = G.RuleLabellers(lab, {n: list(r.args) for n, r in spec.relations.items()})
+    preds, extra = G.label_gold(gold, rules, lambda exs: (["found_at"] * len(exs), [0.9] * len(exs)))
+    assert preds["model"] == [NO_RELATION, "found_at"] and preds["patterns"] == [NO_RELATION, "found_at"]
+    assert preds["cooccurrence"] == ["found_at", "found_at"] and extra["not_prose"] == [True, False]
+
+
+def test_shipped_shape_veto_on_real_table_runs():
+    spec = load_relations_spec(RELATIONS, load_entity_types(ENTITIES))
+    lab = RelationLabeller(spec)
+    s = _sentence(TABLE_RUN, [("Cardioceras scarburgense", "TAXON"), ("France", "LOC")])
+    assert lab.excluded(lab.label_sentence(s)[0].rules)
+    prose = lab.label_sentence(_sentence(PROSE, [("Lejopyge laevigata", "TAXON"), ("Siberia", "LOC")]))
+    assert prose and not any(lab.excluded(e.rules) for e in prose)
+    run = next(v for v in spec.vetoes if v.id == "veto.unterminated_run")
+    assert run.exclude and run.shape.holds(TABLE_RUN) and not run.shape.holds(CUT_PROSE)
 
 
 # --- the label model ---------------------------------------------------------------------
