@@ -159,6 +159,7 @@ class Veto:
     description: str = ""
     shape: "TextShape | None" = None  # fires only on sentences of this shape (measured on the text itself)
     exclude: bool = False  # the pairs it fires on are not annotated: no candidate, NO_RELATION in every decision
+    subj_first: bool | None = None  # true: only when the subject comes first in the text; false: the object
 
 
 # What may close a sentence after its full stop: "... a ‘euomphalid mollusk.’", "(fig. 3).)".
@@ -518,7 +519,7 @@ _REL_KEYS = {"description", "args", "priority", "max_distance", "inner_mentions"
 _TPL_KEYS = {"id", "pattern", "priority", "ignore_case", "inner_mentions", "description"}
 _NEG_KEYS = {"id", "pattern", "scope", "ignore_case", "description"}
 _VETO_KEYS = {"id", "pattern", "scope", "ignore_case", "same_text", "relations", "kinds", "shape", "exclude",
-              "description"}
+              "subj_first", "description"}
 
 
 def _spaces_to_whitespace(pattern: str) -> str:
@@ -632,6 +633,10 @@ def _load_vetoes(ctx: _Ctx, raw: Any, relations: set[str], seen: set[str], macro
         exclude = v.get("exclude", False)
         if not isinstance(exclude, bool):
             raise ctx.fail(where, f"exclude = {exclude!r}", "write `exclude: true` (its pairs are not annotated) or leave it out")
+        subj_first = v.get("subj_first")
+        if subj_first is not None and not isinstance(subj_first, bool):
+            raise ctx.fail(where, f"subj_first = {subj_first!r}",
+                           "write `subj_first: true` (the subject comes first in the text), false, or leave it out")
         if "pattern" not in v and same is None and not kinds and shape is None:
             raise ctx.fail(where, "no condition",
                            "give it a `pattern` (with a `scope`), `same_text: true`, `kinds` or a `shape`")
@@ -646,7 +651,7 @@ def _load_vetoes(ctx: _Ctx, raw: Any, relations: set[str], seen: set[str], macro
             flags = regex.IGNORECASE if v.get("ignore_case", False) else 0
             rx = ctx.compile(where, _spaces_to_whitespace(pattern), flags)
         out.append(Veto(vid, [str(r) for r in rels], rx, scope, same, [str(k) for k in kinds],
-                        v.get("pattern", ""), v.get("description", ""), shape, exclude))
+                        v.get("pattern", ""), v.get("description", ""), shape, exclude, subj_first))
     return out
 
 

@@ -152,6 +152,8 @@ class RelationLabeller:
                 continue
             if v.shape is not None and not self._shape_holds(v, text):
                 continue
+            if v.subj_first is not None and (self._default_direction(a, b)[0] is a) != v.subj_first:
+                continue
             if v.regex is not None:
                 subj, obj = self._default_direction(a, b)
                 ctx = {
