@@ -113,6 +113,7 @@ def test_same_text_and_kind_conditions(tmp_path):
     ("{id: v, shape: {max_function_share: 0.1}}", "needs the words it counts"),
     ("{id: v, shape: {min_words: 3}}", "min_words"),
     ("{id: v, pattern: x, exclude: yes please}", "exclude = 'yes please'"),
+    ("{id: v, pattern: x, subj_first: maybe}", "subj_first = 'maybe'"),
 ])
 def test_bad_vetoes_name_the_rule_and_the_fix(tmp_path, veto, message):
     text = SMALL.split("vetoes:")[0] + f"vetoes:\n  - {veto}\n"
@@ -261,6 +262,56 @@ def test_fixed_no_relation_prior_and_params_checks():
         LabelModelParams(prior_accuracy=0.4).check()
     with pytest.raises(ValueError, match="no_relation_prior"):
         W.WeakParams(no_relation_prior=1.5).check()
+
+
+def test_no_relation_prior_per_type_pair(tmp_path, caplog):
+    """A share per type pair (either type order) fixes that pair's balance; the others are estimated."""
+    rng = random.Random(3)
+    groups = ["LOC-TAXON"] * 40 + ["CHRONO-STRAT"] * 40
+    votes = [{"t": "r"} if rng.random() < 0.5 else {} for _ in groups]
+    f = fit(votes, [[NO_RELATION, "r"]] * 80, groups, [{"t"}] * 80, {"t": "r"}, [NO_RELATION, "r"],
+            LabelModelParams(no_relation_prior={"TAXON-LOC": 0.2}))
+    assert f.pi["LOC-TAXON"][0] == pytest.approx(0.2)
+    assert f.pi["CHRONO-STRAT"][0] != pytest.approx(0.2)
+    unvoted = [i for i, v in enumerate(votes) if not v]
+    assert f.posteriors[unvoted[0]][0] != f.posteriors[[i for i in unvoted if i >= 40][0]][0]
+    for bad, msg in [({"LOC": 0.2}, "must name a type pair"), ({"LOC-TAXON": 1.0}, "share in \\(0, 1\\)")]:
+        with pytest.raises(ValueError, match=msg):
+            W.WeakParams(no_relation_prior=bad).check()
+    spec = _spec(tmp_path)
+    with caplog.at_level("WARNING"):
+        W.check_prior_pairs(W.WeakParams(no_relation_prior={"LOC-TAXON": 0.3, "CHRONO-LOC": 0.5}), spec)
+    assert "'CHRONO-LOC'" in caplog.text and "fix:" in caplog.text and "'LOC-TAXON'" not in caplog.text
+
+
+def test_subj_first_narrows_a_veto_to_one_text_order(tmp_path):
+    spec = _spec(tmp_path, SMALL + """  - id: veto.taxon_then_other
+    relations: [found_at]
+    subj_first: true
+    pattern: '<TAXON>'
+""")
+    first = _rules(spec, _sentence("Xus and Yus from Utah.", [("Xus", "TAXON"), ("Yus", "TAXON"), ("Utah", "LOC")]))
+    assert "veto.taxon_then_other" in first[("Xus", "Utah")]
+    after = _rules(spec, _sentence("Utah yields Xus and Yus.", [("Utah", "LOC"), ("Xus", "TAXON"), ("Yus", "TAXON")]))
+    assert "veto.taxon_then_other" not in after[("Yus", "Utah")] and "veto.inner_taxon" in after[("Yus", "Utah")]
+
+
+def test_curator_sample_is_well_formed_and_outside_the_gold():
+    """tests/data/relations_curator.jsonl: spans match their text, labels are the relations their
+    types allow, every pair's mentions are among its sentence's, and no pair is from a gold paper."""
+    import json
+
+    spec = load_relations_spec(RELATIONS, load_entity_types(ENTITIES))
+    gold_papers = ("babcock2007", "peng2012", "ICS2015", "brasier1994", "cohen2013")
+    recs = [json.loads(x) for x in (ROOT / "tests/data/relations_curator.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(recs) == 150 and len({r["id"] for r in recs}) == 150
+    for r in recs:
+        assert not r["doc_id"].startswith(gold_papers), r["id"]
+        ms = {(m["start"], m["end"], m["type"]) for m in r["mentions"]}
+        for sp in (r["subj"], r["obj"]):
+            assert r["text"][sp["start"]:sp["end"]] == sp["text"] and (sp["start"], sp["end"], sp["type"]) in ms
+        pair = (r["subj"]["type"], r["obj"]["type"])
+        assert r["label"] == NO_RELATION or pair in spec.relations[r["label"]].args, r["id"]
 
 
 def test_a_source_is_never_evidence_against_its_own_class():
