@@ -210,6 +210,28 @@ def test_excluded_pairs_are_not_annotated_and_every_decision_says_no_relation(tm
     assert preds["cooccurrence"] == ["found_at", "found_at"] and extra["not_prose"] == [True, False]
 
 
+def test_shipped_age_of_another_unit_veto_on_real_lists():
+    """jones2025 / claybourn2019: an age in brackets belongs to the unit before the bracket; a synonym
+    and the formation a member belongs to share it."""
+    spec = load_relations_spec(RELATIONS, load_entity_types(ENTITIES))
+    lab = RelationLabeller(spec)
+    text = ("The study area includes major Cambrian formations such as the Huaqiao Formation (middle Cambrian "
+            "carbonate), Kaili Formation (middle Cambrian), and Hsuchuang Formation (middle Cambrian).")
+    names = [("Huaqiao Formation", "STRAT"), ("Cambrian", "CHRONO"), ("Kaili Formation", "STRAT"), ("Cambrian", "CHRONO")]
+    s = _sentence(text, [("Cambrian", "CHRONO")] + names)
+    rules = {(e.subj.start, e.obj.start): e.rules for e in lab.label_sentence(s)}
+    huaqiao, kaili = s.mentions[1], s.mentions[3]
+    own, kailis = s.mentions[2], s.mentions[4]
+    assert "veto.age_of_another_unit" in rules[(kaili.start, own.start)]  # Huaqiao's age, seen from Kaili
+    assert "veto.age_of_another_unit" in rules[(huaqiao.start, kailis.start)]  # Kaili's age, seen from Huaqiao
+    assert "veto.age_of_another_unit" not in rules[(huaqiao.start, own.start)]
+    member = _sentence("Galeaclavus from the Third Plains Creek Member of the Mernmerna Formation (Cambrian Series 2, "
+                       "Stage 3) of South Australia.", [("Third Plains Creek Member", "STRAT"),
+                                                       ("Mernmerna Formation", "STRAT"), ("Cambrian Series 2", "CHRONO")])
+    rules = {(e.subj.text, e.obj.text): e.rules for e in lab.label_sentence(member)}
+    assert "veto.age_of_another_unit" not in rules[("Third Plains Creek Member", "Cambrian Series 2")]
+
+
 def test_shipped_shape_veto_on_real_table_runs():
     spec = load_relations_spec(RELATIONS, load_entity_types(ENTITIES))
     lab = RelationLabeller(spec)
