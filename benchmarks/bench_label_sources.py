@@ -127,7 +127,7 @@ def main() -> None:
     recs = read_sample(Path(args.sample))
     truth = [r["label"] for r in recs]
     view = sample_view(recs, lab)
-    corpus, excluded = drop_excluded(corpus_examples(lab, args.entities_dir), spec)
+    corpus, _ = drop_excluded(corpus_examples(lab, args.entities_dir), spec)  # label_sentence dropped them already
     shipped = parse_params(W.WeakParams, load_section("label_model", ROOT / "params.yaml"), "label_model")
     sample_shares = shares(view, truth)
     curator_prior = {g: d["no_relation_prior"] for g, d in sample_shares.items()}
@@ -141,7 +141,7 @@ def main() -> None:
         "sample": str(Path(args.sample).relative_to(ROOT)) if Path(args.sample).is_relative_to(ROOT) else args.sample,
         "pairs": len(recs), "labels": dict(Counter(truth).most_common()),
         "excluded_in_sample": sum(lab.excluded(v.rules) for v in view),
-        "corpus_candidates": len(corpus), "corpus_excluded_not_prose": len(excluded),
+        "corpus_candidates": len(corpus), "corpus_excluded_not_prose": lab.stats.excluded_pairs,
         "shares_per_type_pair": sample_shares,
         "sources": source_precision(view, truth, W.Sources(spec, {}, True, True)),
         "labellers": {"patterns": scores(truth, [v.label for v in view]),

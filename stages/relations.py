@@ -20,6 +20,8 @@ priorities, reproducible negative sampling, and the labelling-function report.
 * Several relations firing on one pair is a conflict: the highest priority wins
   (then the relation listed first); conflicts are counted in the report.
 * Every template and cue that fired is listed in ``Example.rules``.
+* A pair an ``exclude: true`` veto fires on (text that is not prose, by its shape or kind) is no
+  candidate at all: not annotated, not trained on, not extracted (``LabelStats.excluded``).
 * Unlabelled candidates are NO_RELATION; ``sample_negatives`` keeps
   ``negative_ratio`` of them per positive, chosen by a seeded hash of the
   example id, so the choice never depends on processing order.
@@ -42,6 +44,9 @@ class LabelStats:
     conflicts: int = 0  # pairs claimed by two or more relations
     vetoed: int = 0  # pairs where a negative cue removed every firing relation
     veto_votes: int = 0  # pairs at least one veto rule voted NO_RELATION on
+    # `exclude: true` veto id -> candidate pairs it took out (text that is not prose is not annotated)
+    excluded: Counter = field(default_factory=Counter)
+    excluded_pairs: int = 0  # the pairs those rules took out (one pair may count for two rules above)
     timeouts: Counter = field(default_factory=Counter)
     # "SUBJ-OBJ" type pair -> pairs of mentions no candidate because they lie farther apart than
     # the largest max_distance of the relations allowing those types
@@ -242,11 +247,18 @@ class RelationLabeller:
             return a, b
         return b, a
 
-    def label_sentence(self, s: AnnotatedSentence) -> list[Example]:
+    def label_sentence(self, s: AnnotatedSentence, keep_excluded: bool = False) -> list[Example]:
+        """Every candidate pair of the sentence, labelled. A pair an ``exclude: true`` veto fires on
+        (text that is not prose) is no candidate: it is counted in ``stats.excluded`` and left out,
+        so neither training nor extract sees it, unless ``keep_excluded``."""
         out = []
         for a, b in self.candidates(s.mentions):
             self.stats.candidates += 1
             label, subj, obj, rules, _ = self.label_pair(s.text, a, b, s.mentions, s.kind)
+            if self.exclude_ids and not keep_excluded and (hit := self.exclude_ids.intersection(rules)):
+                self.stats.excluded.update(hit)
+                self.stats.excluded_pairs += 1
+                continue
             out.append(Example(
                 id=example_id(s.doc_id, s.sent_id, subj, obj), doc_id=s.doc_id, sent_id=s.sent_id, text=s.text,
                 subj=Span(subj.start, subj.end, subj.type, subj.text), obj=Span(obj.start, obj.end, obj.type, obj.text),
@@ -310,7 +322,8 @@ def _marked(ex: Example) -> str:
 
 def annotation_report(all_examples: list[Example], kept: list[Example], spec: RelationsSpec,
                       mentions_per_type: dict[str, int] | None = None, max_examples: int = 3,
-                      beyond_max_distance: dict[str, int] | None = None) -> dict:
+                      beyond_max_distance: dict[str, int] | None = None,
+                      excluded: dict[str, int] | None = None) -> dict:
     """Snorkel-style analysis of the labelling rules over all candidates (before sampling):
     per rule its coverage (pairs it fired on), overlaps (pairs where another rule fired
     too), conflicts (pairs where a rule of another relation fired), wins (pairs it
@@ -357,6 +370,9 @@ def annotation_report(all_examples: list[Example], kept: list[Example], spec: Re
                 st["labelled"] += 1
             if len(st["examples"]) < max_examples:
                 st["examples"].append({"id": ex.id, "label": ex.label, "sentence": _marked(ex)})
+    for rid, k in (excluded or {}).items():  # pairs an exclude veto took out before they became candidates
+        if rid in per:
+            per[rid]["coverage"] += k
     for st in per.values():
         st["coverage_share"] = round(st["coverage"] / n, 4) if n else 0.0
         st["overlaps_with"] = dict(st["overlaps_with"].most_common(5))

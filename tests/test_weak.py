@@ -171,7 +171,8 @@ SHAPED = SMALL + """  - id: veto.run
 
 def test_text_shape_vetoes_fire_on_the_sentence_text_of_any_record(tmp_path):
     spec = _spec(tmp_path, SHAPED)
-    run = _rules(spec, _sentence(TABLE_RUN, [("Cardioceras scarburgense", "TAXON"), ("France", "LOC")]))
+    table = _sentence(TABLE_RUN, [("Cardioceras scarburgense", "TAXON"), ("France", "LOC")])
+    run = {(e.subj.text, e.obj.text): e.rules for e in RelationLabeller(spec).label_sentence(table, keep_excluded=True)}
     assert "veto.run" in run[("Cardioceras scarburgense", "France")]
     for text, names in [(PROSE, [("Lejopyge laevigata", "TAXON"), ("Siberia", "LOC")]),
                         (CUT_PROSE, [("Precambrian", "TAXON"), ("Cambrian", "LOC")])]:
@@ -196,7 +197,8 @@ def test_excluded_pairs_are_not_annotated_and_every_decision_says_no_relation(tm
     table = _sentence(TABLE_RUN.replace("scarburgense Subzone", "scarburgense from France"), [("Cardioceras scarburgense", "TAXON"),
                                                                       ("France", "LOC")])
     prose = _sentence("Xus from Utah.", [("Xus", "TAXON"), ("Utah", "LOC")], sent_id=1)
-    exs = lab.label_sentence(table) + lab.label_sentence(prose)
+    assert lab.label_sentence(table) == [] and lab.stats.excluded == {"veto.run": 1}  # no candidate there
+    exs = lab.label_sentence(table, keep_excluded=True) + lab.label_sentence(prose)
     keep, out = drop_excluded(exs, spec)
     assert [e.text for e in keep] == [prose.text] and len(out) == 1
     assert exs[0].label == "found_at" and "veto.run" in exs[0].rules  # the pattern fired; the pair is still excluded
@@ -236,7 +238,7 @@ def test_shipped_shape_veto_on_real_table_runs():
     spec = load_relations_spec(RELATIONS, load_entity_types(ENTITIES))
     lab = RelationLabeller(spec)
     s = _sentence(TABLE_RUN, [("Cardioceras scarburgense", "TAXON"), ("France", "LOC")])
-    assert lab.excluded(lab.label_sentence(s)[0].rules)
+    assert lab.label_sentence(s) == [] and lab.excluded(lab.label_sentence(s, keep_excluded=True)[0].rules)
     prose = lab.label_sentence(_sentence(PROSE, [("Lejopyge laevigata", "TAXON"), ("Siberia", "LOC")]))
     assert prose and not any(lab.excluded(e.rules) for e in prose)
     run = next(v for v in spec.vetoes if v.id == "veto.unterminated_run")
