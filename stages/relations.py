@@ -431,8 +431,8 @@ def report_markdown(report: dict) -> str:
     ex = report.get("excluded_not_prose") or {}
     if ex:
         lines += ["", "## Text that is not prose", "",
-                  f"Candidates an `exclude: true` veto fired on are not annotated (neither the label model nor "
-                  f"training sees them; every decision calls them NO_RELATION): {sum(ex.values())} in all, "
+                  f"Mention pairs an `exclude: true` veto fired on are no candidates (neither the label model, "
+                  f"training nor extract sees them; the gold table calls them NO_RELATION): {sum(ex.values())} in all, "
                   + ", ".join(f"{d} {n}" for d, n in ex.items()) + "."]
     lines += ["", "## Examples per class", "", "| class | candidates | kept |", "|---|---|---|"]
     for label, c in report["candidates_per_class"].items():
