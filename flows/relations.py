@@ -82,6 +82,7 @@ def label_paper(ents: str, key: str, cache_dir: str, patterns: str, digest: str,
     summary = {"doc_id": doc_id, "sentences": len(sentences), "mentions": dict(mentions),
                "candidates": labeller.stats.candidates, "conflicts": labeller.stats.conflicts,
                "beyond_max_distance": dict(labeller.stats.beyond_max_distance),
+               "excluded": dict(labeller.stats.excluded), "excluded_pairs": labeller.stats.excluded_pairs,
                "timeouts": dict(labeller.stats.timeouts), "seconds": round(time.perf_counter() - t0, 3)}
     meta.put_text(key, json.dumps(summary))
     return {**summary, "cached": False, "key": key}
@@ -121,6 +122,16 @@ def relations_flow(params_path: str = "params.yaml") -> dict:
     wp: WeakParams = parse_params(WeakParams, load_yaml(params_path).get("label_model") or {}, "label_model")
     lm_section = None
     pattern_labelled = all_examples
+    excluded_by_rule: Counter = Counter()
+    excluded_by_paper: dict[str, int] = {}
+    for s in ok:
+        ex = s.get("excluded") or {}
+        excluded_by_rule.update(ex)
+        if s.get("excluded_pairs"):
+            excluded_by_paper[s["doc_id"]] = s["excluded_pairs"]
+    if excluded_by_rule:
+        logger.info("relations: candidate pairs in text that is not prose are not annotated (%s)",
+                    ", ".join(f"{k} {v}" for k, v in excluded_by_rule.most_common()))
     if wp.enabled:
         knowledge = weak_mod.load_knowledge(wp.knowledge, set(spec.relations)) if wp.knowledge else {}
         sources = weak_mod.Sources(spec, knowledge, wp.consistency, wp.combine_vetoes)
@@ -151,12 +162,14 @@ def relations_flow(params_path: str = "params.yaml") -> dict:
     for s in ok:
         mentions.update(s["mentions"])
         beyond.update(s.get("beyond_max_distance") or {})
-    report = annotation_report(pattern_labelled, kept, spec, dict(mentions), beyond_max_distance=dict(beyond))
+    report = annotation_report(pattern_labelled, kept, spec, dict(mentions), beyond_max_distance=dict(beyond),
+                               excluded=dict(excluded_by_rule))
     if lm_section is not None:
         report["label_model"] = lm_section
     report["papers"] = {"total": len(summaries), "labelled": sum(not s["cached"] for s in ok),
                         "cached": sum(s["cached"] for s in ok),
                         "failed": {s["doc_id"]: s["error"] for s in summaries if "error" in s}}
+    report["excluded_not_prose"] = dict(sorted(excluded_by_paper.items(), key=lambda kv: -kv[1]))
     report["negative_ratio"] = p.negative_ratio
     report["seed"] = p.seed
     report["wall_seconds"] = round(time.perf_counter() - t0, 3)

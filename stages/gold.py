@@ -12,6 +12,10 @@ for
 * ``cooccurrence``: every candidate is the relation its types allow (the trivial baseline);
 * ``model``: the trained model's decision (calibrated thresholds when evaluate uses them).
 
+A pair an ``exclude: true`` veto fires on (text that is not prose, by its shape) is not annotated:
+the patterns, the label model and the model all call it NO_RELATION, as the relations stage leaves
+it out of training; co-occurrence, the every-candidate baseline, still calls it related.
+
 Scores are micro precision / recall / F1 over the positive relations (NO_RELATION left out)
 and per relation. Bootstrap intervals resample *sentences*, not pairs: the pairs of one
 sentence share its wording and are not independent draws. The ``unseen`` block repeats the
@@ -244,6 +248,14 @@ def label_gold(gold: Sequence[Example], rules: RuleLabellers,
     labels, conf = decide(gold)
     preds["model"] = list(labels)
     extra["model_confidence"] = [round(float(c), 4) for c in conf]
+    if rules.labeller is not None and rules.labeller.exclude_ids:
+        # text that is not prose is not annotated: no labeller but the co-occurrence baseline (every
+        # candidate, by definition) states a relation there
+        out = [rules.labeller.excluded(r) for r in extra["rules"]]
+        for name in ("patterns", "label_model", "model"):
+            if name in preds:
+                preds[name] = [NO_RELATION if o else x for x, o in zip(preds[name], out)]
+        extra["not_prose"] = out
     return preds, extra
 
 

@@ -42,7 +42,9 @@ class LabelModelParams:
     iterations: int = 100         # EM iterations (stops early when the posteriors settle)
     prior_accuracy: float = 0.85  # assumed share of a source's votes that are right, before fitting
     prior_strength: float = 20.0  # pseudo-candidates behind that assumption (0: pure maximum likelihood)
-    no_relation_prior: float | None = None  # fix P(NO_RELATION) per type pair instead of estimating it
+    # fix P(NO_RELATION) instead of estimating it: one share for every type pair, or a share per
+    # type pair ({"LOC-TAXON": 0.3}; the pairs not named are estimated)
+    no_relation_prior: float | dict[str, float] | None = None
     tol: float = 1e-6
 
     def check(self) -> None:
@@ -52,8 +54,31 @@ class LabelModelParams:
             raise ValueError("label_model.prior_accuracy must be in (0.5, 1); set e.g. 0.85")
         if self.prior_strength < 0:
             raise ValueError("label_model.prior_strength must be >= 0; set e.g. 20")
-        if self.no_relation_prior is not None and not 0 < self.no_relation_prior < 1:
-            raise ValueError("label_model.no_relation_prior must be null (estimate it) or in (0, 1)")
+        nr = self.no_relation_prior
+        if isinstance(nr, dict):
+            for k, v in nr.items():
+                if not isinstance(k, str) or len(k.split("-")) != 2:
+                    raise ValueError(f"label_model.no_relation_prior key {k!r} must name a type pair as "
+                                     "SUBJTYPE-OBJTYPE; write e.g. {LOC-TAXON: 0.3}")
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+                    raise ValueError(f"label_model.no_relation_prior[{k!r}] = {v!r} must be a share in (0, 1); "
+                                     "write e.g. 0.3, or leave the pair out to estimate it")
+        elif nr is not None and not 0 < nr < 1:
+            raise ValueError("label_model.no_relation_prior must be null (estimate it), a share in (0, 1), "
+                             "or a share per type pair ({LOC-TAXON: 0.3})")
+
+
+def pair_key(name: str) -> str:
+    """A type pair's class-balance group: its two types sorted, joined by '-' (LOC-TAXON)."""
+    return "-".join(sorted(name.split("-")))
+
+
+def prior_per_group(value: float | dict[str, float] | None, groups: Sequence[str]) -> list[float | None]:
+    """The fixed NO_RELATION share of each group (None: estimated), from one share or a mapping."""
+    if isinstance(value, dict):
+        by = {pair_key(k): float(v) for k, v in value.items()}
+        return [by.get(g) for g in groups]
+    return [value] * len(groups)
 
 
 @dataclass
@@ -108,7 +133,8 @@ def fit(votes: Sequence[dict[str, str]], allowed: Sequence[Sequence[str]], group
         rows = mask[gi == g]
         allowed_g = rows.any(axis=0) if len(rows) else np.ones(k, dtype=bool)
         pi[g] = allowed_g / max(allowed_g.sum(), 1)
-    pi = _fix_no_rel(pi, no_rel, p.no_relation_prior)
+    fixed = prior_per_group(p.no_relation_prior, group_names)
+    pi = _fix_no_rel(pi, no_rel, fixed)
 
     # Beta prior means for beta[j, y]: a source fires on its class's applicable candidates at
     # rate coverage * acc / share, on the others at coverage * (1 - acc) / (1 - share)
@@ -148,7 +174,7 @@ def fit(votes: Sequence[dict[str, str]], allowed: Sequence[Sequence[str]], group
                 allowed_g = mask[gi == g].any(axis=0)
                 prior = allowed_g / allowed_g.sum() * p.prior_strength
                 pi[g] = (rows.sum(axis=0) + prior) / (len(rows) + p.prior_strength)
-        pi = _fix_no_rel(pi, no_rel, p.no_relation_prior)
+        pi = _fix_no_rel(pi, no_rel, fixed)
         if delta < p.tol:
             break
 
@@ -158,11 +184,14 @@ def fit(votes: Sequence[dict[str, str]], allowed: Sequence[Sequence[str]], group
     return fitted
 
 
-def _fix_no_rel(pi: np.ndarray, no_rel: int | None, value: float | None) -> np.ndarray:
-    if value is None or no_rel is None:
+def _fix_no_rel(pi: np.ndarray, no_rel: int | None, values: Sequence[float | None]) -> np.ndarray:
+    if no_rel is None or all(v is None for v in values):
         return pi
     out = pi.copy()
     for g in range(len(out)):
+        value = values[g]
+        if value is None:
+            continue
         rest = out[g].sum() - out[g, no_rel]
         if rest <= 0:
             continue

@@ -157,6 +157,59 @@ class Veto:
     kinds: list[str] = field(default_factory=list)  # fires only on sentences of these kinds (table, heading...)
     source: str = ""
     description: str = ""
+    shape: "TextShape | None" = None  # fires only on sentences of this shape (measured on the text itself)
+    exclude: bool = False  # the pairs it fires on are not annotated: no candidate, NO_RELATION in every decision
+    subj_first: bool | None = None  # true: only when the subject comes first in the text; false: the object
+
+
+# What may close a sentence after its full stop: "... a ‘euomphalid mollusk.’", "(fig. 3).)".
+_CLOSERS = ")]}\"'’”»"
+_TERMINALS = ".?!"
+
+
+@dataclass
+class TextShape:
+    """A veto condition measured on the sentence text itself, for text that is not prose (table
+    rows run together, lists of names and numbers), whatever the mine stage called it: gold or
+    imported records carry no `kind`. Every threshold given must hold; tokens are
+    whitespace-separated, stripped of punctuation at their edges."""
+    min_tokens: int = 1
+    terminated: bool | None = None  # false: the text does not end in . ? ! (closing quotes/brackets aside)
+    min_digit_share: float | None = None    # share of tokens containing a digit
+    min_capital_share: float | None = None  # share of tokens after the first that start with a capital
+    max_function_share: float | None = None  # share of tokens in function_words
+    function_words: frozenset = frozenset()
+
+    def measure(self, text: str) -> dict[str, Any]:
+        toks = [t.strip(".,;:()[]{}\"'’‘“”") for t in text.split()]
+        toks = [t for t in toks if t]
+        n = len(toks)
+        end = text.rstrip().rstrip(_CLOSERS).rstrip()
+        return {
+            "tokens": n,
+            "terminated": bool(end) and end[-1] in _TERMINALS,
+            "digit_share": sum(any(c.isdigit() for c in t) for t in toks) / n if n else 0.0,
+            "capital_share": sum(t[:1].isupper() for t in toks[1:]) / (n - 1) if n > 1 else 0.0,
+            "function_share": sum(t.casefold() in self.function_words for t in toks) / n if n else 0.0,
+        }
+
+    def holds(self, text: str) -> bool:
+        m = self.measure(text)
+        if m["tokens"] < self.min_tokens:
+            return False
+        if self.terminated is not None and m["terminated"] != self.terminated:
+            return False
+        if self.min_digit_share is not None and m["digit_share"] < self.min_digit_share:
+            return False
+        if self.min_capital_share is not None and m["capital_share"] < self.min_capital_share:
+            return False
+        if self.max_function_share is not None and m["function_share"] > self.max_function_share:
+            return False
+        return True
+
+
+_SHAPE_KEYS = {"min_tokens", "terminated", "min_digit_share", "min_capital_share", "max_function_share",
+               "function_words"}
 
 
 @dataclass
@@ -465,7 +518,8 @@ MACRO_RE = _re.compile(r"\{@([A-Za-z][A-Za-z0-9_]*)\}")
 _REL_KEYS = {"description", "args", "priority", "max_distance", "inner_mentions", "templates", "negative_cues"}
 _TPL_KEYS = {"id", "pattern", "priority", "ignore_case", "inner_mentions", "description"}
 _NEG_KEYS = {"id", "pattern", "scope", "ignore_case", "description"}
-_VETO_KEYS = {"id", "pattern", "scope", "ignore_case", "same_text", "relations", "kinds", "description"}
+_VETO_KEYS = {"id", "pattern", "scope", "ignore_case", "same_text", "relations", "kinds", "shape", "exclude",
+              "subj_first", "description"}
 
 
 def _spaces_to_whitespace(pattern: str) -> str:
@@ -575,8 +629,17 @@ def _load_vetoes(ctx: _Ctx, raw: Any, relations: set[str], seen: set[str], macro
         kinds = v.get("kinds") or []
         if isinstance(kinds, str):
             kinds = [kinds]
-        if "pattern" not in v and same is None and not kinds:
-            raise ctx.fail(where, "no condition", "give it a `pattern` (with a `scope`), `same_text: true` or `kinds`")
+        shape = _load_shape(ctx, where, v["shape"]) if "shape" in v else None
+        exclude = v.get("exclude", False)
+        if not isinstance(exclude, bool):
+            raise ctx.fail(where, f"exclude = {exclude!r}", "write `exclude: true` (its pairs are not annotated) or leave it out")
+        subj_first = v.get("subj_first")
+        if subj_first is not None and not isinstance(subj_first, bool):
+            raise ctx.fail(where, f"subj_first = {subj_first!r}",
+                           "write `subj_first: true` (the subject comes first in the text), false, or leave it out")
+        if "pattern" not in v and same is None and not kinds and shape is None:
+            raise ctx.fail(where, "no condition",
+                           "give it a `pattern` (with a `scope`), `same_text: true`, `kinds` or a `shape`")
         rx = None
         if "pattern" in v:
             pattern = v["pattern"]
@@ -588,8 +651,39 @@ def _load_vetoes(ctx: _Ctx, raw: Any, relations: set[str], seen: set[str], macro
             flags = regex.IGNORECASE if v.get("ignore_case", False) else 0
             rx = ctx.compile(where, _spaces_to_whitespace(pattern), flags)
         out.append(Veto(vid, [str(r) for r in rels], rx, scope, same, [str(k) for k in kinds],
-                        v.get("pattern", ""), v.get("description", "")))
+                        v.get("pattern", ""), v.get("description", ""), shape, exclude, subj_first))
     return out
+
+
+def _load_shape(ctx: _Ctx, where: str, raw: Any) -> TextShape:
+    where = f"{where}: shape"
+    if not isinstance(raw, dict) or not raw:
+        raise ctx.fail(where, "expected a mapping of thresholds",
+                       "write e.g. `shape: {min_tokens: 12, terminated: false}`")
+    ctx.keys(where, raw, _SHAPE_KEYS)
+    mt = raw.get("min_tokens", 1)
+    if isinstance(mt, bool) or not isinstance(mt, int) or mt < 1:
+        raise ctx.fail(where, f"min_tokens = {mt!r}", "use a whole number >= 1, e.g. 12")
+    term = raw.get("terminated")
+    if term is not None and not isinstance(term, bool):
+        raise ctx.fail(where, f"terminated = {term!r}",
+                       "write `terminated: false` (text not ending in . ? !), true, or leave it out")
+    shares = {}
+    for key in ("min_digit_share", "min_capital_share", "max_function_share"):
+        x = raw.get(key)
+        if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= 1):
+            raise ctx.fail(where, f"{key} = {x!r}", "use a share between 0 and 1, e.g. 0.3")
+        shares[key] = None if x is None else float(x)
+    words = raw.get("function_words") or []
+    if not isinstance(words, list) or not all(isinstance(w, str) and w for w in words):
+        raise ctx.fail(where, "function_words must be a list of words", "write `function_words: [the, of, and, in]`")
+    if shares["max_function_share"] is not None and not words:
+        raise ctx.fail(where, "max_function_share needs the words it counts",
+                       "add `function_words: [the, of, and, in, ...]` (your language's articles, prepositions, conjunctions)")
+    if len(raw) == 1 and "function_words" in raw:
+        raise ctx.fail(where, "function_words alone is no condition", "add `max_function_share` (or another threshold)")
+    return TextShape(mt, term, shares["min_digit_share"], shares["min_capital_share"], shares["max_function_share"],
+                     frozenset(w.casefold() for w in words))
 
 
 def _expand_macros(ctx: _Ctx, where: str, pattern: str, macros: dict[str, str]) -> str:

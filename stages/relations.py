@@ -20,6 +20,8 @@ priorities, reproducible negative sampling, and the labelling-function report.
 * Several relations firing on one pair is a conflict: the highest priority wins
   (then the relation listed first); conflicts are counted in the report.
 * Every template and cue that fired is listed in ``Example.rules``.
+* A pair an ``exclude: true`` veto fires on (text that is not prose, by its shape or kind) is no
+  candidate at all: not annotated, not trained on, not extracted (``LabelStats.excluded``).
 * Unlabelled candidates are NO_RELATION; ``sample_negatives`` keeps
   ``negative_ratio`` of them per positive, chosen by a seeded hash of the
   example id, so the choice never depends on processing order.
@@ -42,6 +44,9 @@ class LabelStats:
     conflicts: int = 0  # pairs claimed by two or more relations
     vetoed: int = 0  # pairs where a negative cue removed every firing relation
     veto_votes: int = 0  # pairs at least one veto rule voted NO_RELATION on
+    # `exclude: true` veto id -> candidate pairs it took out (text that is not prose is not annotated)
+    excluded: Counter = field(default_factory=Counter)
+    excluded_pairs: int = 0  # the pairs those rules took out (one pair may count for two rules above)
     timeouts: Counter = field(default_factory=Counter)
     # "SUBJ-OBJ" type pair -> pairs of mentions no candidate because they lie farther apart than
     # the largest max_distance of the relations allowing those types
@@ -60,6 +65,8 @@ class RelationLabeller:
         self.allowed = spec.allowed_pairs()
         self.pair_names = spec.pair_names()
         self.order = {name: i for i, name in enumerate(spec.relations)}
+        self.exclude_ids = {v.id for v in spec.vetoes if v.exclude}
+        self._shapes: dict[tuple[str, str], bool] = {}
         # templates indexed by the slot types in text order
         self.by_types: dict[tuple[str, str], list[Template]] = defaultdict(list)
         for rel in spec.relations.values():
@@ -148,6 +155,10 @@ class RelationLabeller:
                 continue
             if v.same_text is not None and (_fold(a.text) == _fold(b.text)) != v.same_text:
                 continue
+            if v.shape is not None and not self._shape_holds(v, text):
+                continue
+            if v.subj_first is not None and (self._default_direction(a, b)[0] is a) != v.subj_first:
+                continue
             if v.regex is not None:
                 subj, obj = self._default_direction(a, b)
                 ctx = {
@@ -167,6 +178,19 @@ class RelationLabeller:
         if out:
             self.stats.veto_votes += 1
         return out
+
+    def _shape_holds(self, v: Veto, text: str) -> bool:
+        key = (v.id, text)
+        if key not in self._shapes:
+            if len(self._shapes) > 4096:
+                self._shapes.clear()
+            self._shapes[key] = v.shape.holds(text)
+        return self._shapes[key]
+
+    def excluded(self, rules: Iterable[str]) -> bool:
+        """Whether a pair with these rules fired is not annotated (an `exclude: true` veto fired):
+        no candidate for training, NO_RELATION in every decision."""
+        return any(r in self.exclude_ids for r in rules)
 
     def label_pair(self, text: str, a: Mention, b: Mention,
                    mentions: list[Mention] | None = None, kind: str = "body") -> tuple[str, Mention, Mention, list[str], int]:
@@ -223,11 +247,18 @@ class RelationLabeller:
             return a, b
         return b, a
 
-    def label_sentence(self, s: AnnotatedSentence) -> list[Example]:
+    def label_sentence(self, s: AnnotatedSentence, keep_excluded: bool = False) -> list[Example]:
+        """Every candidate pair of the sentence, labelled. A pair an ``exclude: true`` veto fires on
+        (text that is not prose) is no candidate: it is counted in ``stats.excluded`` and left out,
+        so neither training nor extract sees it, unless ``keep_excluded``."""
         out = []
         for a, b in self.candidates(s.mentions):
             self.stats.candidates += 1
             label, subj, obj, rules, _ = self.label_pair(s.text, a, b, s.mentions, s.kind)
+            if self.exclude_ids and not keep_excluded and (hit := self.exclude_ids.intersection(rules)):
+                self.stats.excluded.update(hit)
+                self.stats.excluded_pairs += 1
+                continue
             out.append(Example(
                 id=example_id(s.doc_id, s.sent_id, subj, obj), doc_id=s.doc_id, sent_id=s.sent_id, text=s.text,
                 subj=Span(subj.start, subj.end, subj.type, subj.text), obj=Span(obj.start, obj.end, obj.type, obj.text),
@@ -245,6 +276,19 @@ def label_sentences(sentences: Iterable[AnnotatedSentence], spec: RelationsSpec,
     """Every candidate of every sentence, labelled (NO_RELATION included, not sampled)."""
     lab = RelationLabeller(spec, regex_timeout_s)
     return [ex for s in sentences for ex in lab.label_sentence(s)]
+
+
+def drop_excluded(examples: list[Example], spec: RelationsSpec) -> tuple[list[Example], list[Example]]:
+    """(annotated, excluded): the pairs an ``exclude: true`` veto fired on are text that is not
+    prose (table rows run together): not annotated, so they neither train the model nor are
+    labelled by the label model; every decision calls them NO_RELATION."""
+    ids = {v.id for v in spec.vetoes if v.exclude}
+    if not ids:
+        return examples, []
+    keep, out = [], []
+    for e in examples:
+        (out if ids.intersection(e.rules) else keep).append(e)
+    return keep, out
 
 
 def _rank(seed: int, ex_id: str) -> str:
@@ -278,7 +322,8 @@ def _marked(ex: Example) -> str:
 
 def annotation_report(all_examples: list[Example], kept: list[Example], spec: RelationsSpec,
                       mentions_per_type: dict[str, int] | None = None, max_examples: int = 3,
-                      beyond_max_distance: dict[str, int] | None = None) -> dict:
+                      beyond_max_distance: dict[str, int] | None = None,
+                      excluded: dict[str, int] | None = None) -> dict:
     """Snorkel-style analysis of the labelling rules over all candidates (before sampling):
     per rule its coverage (pairs it fired on), overlaps (pairs where another rule fired
     too), conflicts (pairs where a rule of another relation fired), wins (pairs it
@@ -325,6 +370,9 @@ def annotation_report(all_examples: list[Example], kept: list[Example], spec: Re
                 st["labelled"] += 1
             if len(st["examples"]) < max_examples:
                 st["examples"].append({"id": ex.id, "label": ex.label, "sentence": _marked(ex)})
+    for rid, k in (excluded or {}).items():  # pairs an exclude veto took out before they became candidates
+        if rid in per:
+            per[rid]["coverage"] += k
     for st in per.values():
         st["coverage_share"] = round(st["coverage"] / n, 4) if n else 0.0
         st["overlaps_with"] = dict(st["overlaps_with"].most_common(5))
@@ -380,6 +428,12 @@ def report_markdown(report: dict) -> str:
               "in the relations file (per relation or at the top) to keep them.", "",
               "| type pair | max_distance | pairs dropped |", "|---|---|---|"]
     lines += [f"| {k} | {b['max_distance']} | {b['pairs']} |" for k, b in beyond.items()]
+    ex = report.get("excluded_not_prose") or {}
+    if ex:
+        lines += ["", "## Text that is not prose", "",
+                  f"Mention pairs an `exclude: true` veto fired on are no candidates (neither the label model, "
+                  f"training nor extract sees them; the gold table calls them NO_RELATION): {sum(ex.values())} in all, "
+                  + ", ".join(f"{d} {n}" for d, n in ex.items()) + "."]
     lines += ["", "## Examples per class", "", "| class | candidates | kept |", "|---|---|---|"]
     for label, c in report["candidates_per_class"].items():
         lines.append(f"| {label} | {c} | {report['examples_per_class'].get(label, 0)} |")

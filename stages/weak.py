@@ -36,6 +36,12 @@ CONSISTENCY = "consistency"
 VETOES = "vetoes"
 
 
+# The default domain's NO_RELATION share per type pair, from its curator-labelled sample (150 pairs of
+# the papers outside the gold set, add-one smoothed; STRAT-STRAT, with 7 pairs, is estimated); EM alone cannot identify it (the unvoted third
+# of the candidates takes whatever balance the vetoes' rates imply).
+DEFAULT_NO_RELATION_PRIOR = {"CHRONO-STRAT": 0.39, "LOC-TAXON": 0.26, "STRAT-TAXON": 0.18}
+
+
 @dataclass
 class WeakParams:
     """The `label_model` section of params.yaml."""
@@ -50,7 +56,10 @@ class WeakParams:
     iterations: int = 100
     prior_accuracy: float = 0.85
     prior_strength: float = 20.0
-    no_relation_prior: float | None = None
+    # null: estimated per type pair; a share in (0, 1) for every type pair; or {LOC-TAXON: 0.3, ...}
+    # (pairs not named are estimated), e.g. from a curator-labelled sample of candidates (the default
+    # domain's: tests/data/relations_curator.jsonl, benchmarks/bench_label_sources.py)
+    no_relation_prior: float | dict[str, float] | None = field(default_factory=lambda: dict(DEFAULT_NO_RELATION_PRIOR))
 
     def check(self) -> None:
         self.lm().check()
@@ -219,9 +228,27 @@ class WeakResult:
     votes: list[dict[str, str]]
 
 
+def check_prior_pairs(params: WeakParams, spec: RelationsSpec) -> None:
+    """A type pair named in ``label_model.no_relation_prior`` that the relations do not allow is
+    warned about (a domain's params file without the key gets the default domain's pairs)."""
+    from .labelmodel import pair_key
+
+    if not isinstance(params.no_relation_prior, dict):
+        return
+    import logging
+
+    known = {pair_key(f"{s}-{o}") for s, o in spec.allowed_pairs()}
+    for k in params.no_relation_prior:
+        if pair_key(k) not in known:
+            logging.getLogger(__name__).warning(
+                "params.yaml: label_model.no_relation_prior names %r, which no relation of %s allows: ignored; "
+                "fix: name one of %s, or set it to null to estimate every share", k, spec.path, ", ".join(sorted(known)))
+
+
 def weak_label(examples: list[Example], sources: Sources, params: WeakParams) -> WeakResult:
     """Fit the label model on every candidate and relabel them: label = most probable class,
     probs = the distribution over the classes the pair's types allow."""
+    check_prior_pairs(params, sources.spec)
     consistent = sources.templated_pairs(examples) if sources.consistency else None
     votes = [sources.votes(ex, consistent) for ex in examples]
     fitted = fit(votes, [sources.allowed(e) for e in examples], [group_of(e) for e in examples],

@@ -344,7 +344,7 @@ def test_source_conflicts_reads_the_shipped_rules():
     ex = made_examples(1)[0]  # Olenus -> Wheeler Formation
     pairs = [replace(ex, id="a", rules=["occurs_in.from_in", "veto.clause_break"]),
              replace(ex, id="b", rules=["occurs_in.from_in"]),
-             replace(ex, id="c", doc_id="other", rules=["veto.clause_break", "veto.far_apart"]),
-             replace(ex, id="d", rules=[]), replace(ex, id="e", rules=["veto.far_apart"])]
+             replace(ex, id="c", doc_id="other", rules=["veto.clause_break", "veto.negation"]),
+             replace(ex, id="d", rules=[]), replace(ex, id="e", rules=["veto.negation"])]
     got = source_conflicts(pairs, ROOT / "data/patterns/relations.yaml", ROOT / "data/patterns/entities.yaml")
     assert got == [True, False, False, False, True]

@@ -106,6 +106,14 @@ def test_same_text_and_kind_conditions(tmp_path):
     ("{id: v, pattern: '{TAXON} x'}", "no typed slots"),
     ("{id: v, pattern: '(x'}", "does not compile"),
     ("{id: v, same_text: maybe}", "same_text"),
+    ("{id: v, shape: {}}", "expected a mapping of thresholds"),
+    ("{id: v, shape: {min_tokens: 0}}", "min_tokens = 0"),
+    ("{id: v, shape: {terminated: no_stop}}", "terminated = 'no_stop'"),
+    ("{id: v, shape: {min_capital_share: 30}}", "min_capital_share = 30"),
+    ("{id: v, shape: {max_function_share: 0.1}}", "needs the words it counts"),
+    ("{id: v, shape: {min_words: 3}}", "min_words"),
+    ("{id: v, pattern: x, exclude: yes please}", "exclude = 'yes please'"),
+    ("{id: v, pattern: x, subj_first: maybe}", "subj_first = 'maybe'"),
 ])
 def test_bad_vetoes_name_the_rule_and_the_fix(tmp_path, veto, message):
     text = SMALL.split("vetoes:")[0] + f"vetoes:\n  - {veto}\n"
@@ -139,6 +147,102 @@ def test_shipped_vetoes_on_real_sentences():
                   [("Pelagiella", "TAXON"), ("Cyrtolites atlanticus", "TAXON"), ("St. John Group", "STRAT")])
     rules = {(e.subj.text, e.obj.text): e.rules for e in lab.label_sentence(s)}
     assert "veto.other_taxon_first" not in rules[("Pelagiella", "St. John Group")]
+
+
+# Real shapes: a row of the ICS2015 GSSP table as the mine stage reads it (its columns run
+# together, no full stop), a prose sentence of peng2009, and prose cut by a page break (brasier1994).
+TABLE_RUN = ("Berriasella jacobi Jurassic System Upper Jurassic Series candidate is Ammonite near base of zone of "
+             "Boreal realm Scotland) candidates are Ammonite Cardioceras Redcliff Point redcliffense Horizon at base "
+             "(Dorset, SW of the Cardioceras scarburgense Subzone Savouron (Quenstedtoceras mariae (Provence, SE "
+             "Zone) France) Middle Jurassic Series")
+PROSE = ("Lejopyge laevigata is known from the Huaqiao Formation in Hunan, South China, and from sections in "
+         "Kazakhstan, Siberia, Australia and Sweden, where it marks the base of the Guzhangian Stage.")
+CUT_PROSE = ("Until the late 1940s, it was assumed that the Precambrian was without fossils and that the base of "
+             "the Cambrian was marked")
+SHAPED = SMALL + """  - id: veto.run
+    shape: {min_tokens: 20, terminated: false, min_capital_share: 0.3}
+    exclude: true
+  - id: veto.numbers
+    shape: {min_tokens: 3, min_digit_share: 0.5}
+  - id: veto.few_function_words
+    shape: {min_tokens: 5, max_function_share: 0.1, function_words: [the, of, and, in, from, is]}
+"""
+
+
+def test_text_shape_vetoes_fire_on_the_sentence_text_of_any_record(tmp_path):
+    spec = _spec(tmp_path, SHAPED)
+    table = _sentence(TABLE_RUN, [("Cardioceras scarburgense", "TAXON"), ("France", "LOC")])
+    run = {(e.subj.text, e.obj.text): e.rules for e in RelationLabeller(spec).label_sentence(table, keep_excluded=True)}
+    assert "veto.run" in run[("Cardioceras scarburgense", "France")]
+    for text, names in [(PROSE, [("Lejopyge laevigata", "TAXON"), ("Siberia", "LOC")]),
+                        (CUT_PROSE, [("Precambrian", "TAXON"), ("Cambrian", "LOC")])]:
+        assert "veto.run" not in _rules(spec, _sentence(text, names))[(names[0][0], names[1][0])]
+    # a full stop inside closing quotes still ends a sentence; a short unterminated heading is no run
+    from stages.patterns import TextShape
+    assert TextShape().measure("referred to only as a ‘euomphalid mollusk.’")["terminated"]
+    assert not TextShape(min_tokens=20, terminated=False).holds("Mollusks from the upper Shackleton Limestone")
+    nums = _rules(spec, _sentence("Xus 12 34 56 78 Utah", [("Xus", "TAXON"), ("Utah", "LOC")]))
+    assert set(nums[("Xus", "Utah")]) >= {"veto.numbers", "veto.few_function_words"}
+    prose = _rules(spec, _sentence("Xus is from the Utah of 1990.", [("Xus", "TAXON"), ("Utah", "LOC")]))
+    assert not {"veto.numbers", "veto.few_function_words"} & set(prose[("Xus", "Utah")])
+
+
+def test_excluded_pairs_are_not_annotated_and_every_decision_says_no_relation(tmp_path):
+    """Gold records carry no `kind`: the shape alone excludes their table text, from training (the
+    relations stage's drop_excluded) and from every labeller but co-occurrence in the gold table."""
+    from stages.relations import drop_excluded
+
+    spec = _spec(tmp_path, SHAPED)
+    lab = RelationLabeller(spec)
+    table = _sentence(TABLE_RUN.replace("scarburgense Subzone", "scarburgense from France"), [("Cardioceras scarburgense", "TAXON"),
+                                                                      ("France", "LOC")])
+    prose = _sentence("Xus from Utah.", [("Xus", "TAXON"), ("Utah", "LOC")], sent_id=1)
+    assert lab.label_sentence(table) == [] and lab.stats.excluded == {"veto.run": 1}  # no candidate there
+    exs = lab.label_sentence(table, keep_excluded=True) + lab.label_sentence(prose)
+    keep, out = drop_excluded(exs, spec)
+    assert [e.text for e in keep] == [prose.text] and len(out) == 1
+    assert exs[0].label == "found_at" and "veto.run" in exs[0].rules  # the pattern fired; the pair is still excluded
+    gold = [Example("t", "d", 0, table.text, *(Span(m.start, m.end, m.type, m.text) for m in table.mentions),
+                    NO_RELATION, origin="gold"),
+            Example("p", "d", 1, prose.text, *(Span(m.start, m.end, m.type, m.text) for m in prose.mentions),
+                    "found_at", origin="gold")]
+    rules = G.RuleLabellers(lab, {n: list(r.args) for n, r in spec.relations.items()})
+    preds, extra = G.label_gold(gold, rules, lambda exs: (["found_at"] * len(exs), [0.9] * len(exs)))
+    assert preds["model"] == [NO_RELATION, "found_at"] and preds["patterns"] == [NO_RELATION, "found_at"]
+    assert preds["cooccurrence"] == ["found_at", "found_at"] and extra["not_prose"] == [True, False]
+
+
+def test_shipped_age_of_another_unit_veto_on_real_lists():
+    """jones2025 / claybourn2019: an age in brackets belongs to the unit before the bracket; a synonym
+    and the formation a member belongs to share it."""
+    spec = load_relations_spec(RELATIONS, load_entity_types(ENTITIES))
+    lab = RelationLabeller(spec)
+    text = ("The study area includes major Cambrian formations such as the Huaqiao Formation (middle Cambrian "
+            "carbonate), Kaili Formation (middle Cambrian), and Hsuchuang Formation (middle Cambrian).")
+    names = [("Huaqiao Formation", "STRAT"), ("Cambrian", "CHRONO"), ("Kaili Formation", "STRAT"), ("Cambrian", "CHRONO")]
+    s = _sentence(text, [("Cambrian", "CHRONO")] + names)
+    rules = {(e.subj.start, e.obj.start): e.rules for e in lab.label_sentence(s)}
+    huaqiao, kaili = s.mentions[1], s.mentions[3]
+    own, kailis = s.mentions[2], s.mentions[4]
+    assert "veto.age_of_another_unit" in rules[(kaili.start, own.start)]  # Huaqiao's age, seen from Kaili
+    assert "veto.age_of_another_unit" in rules[(huaqiao.start, kailis.start)]  # Kaili's age, seen from Huaqiao
+    assert "veto.age_of_another_unit" not in rules[(huaqiao.start, own.start)]
+    member = _sentence("Galeaclavus from the Third Plains Creek Member of the Mernmerna Formation (Cambrian Series 2, "
+                       "Stage 3) of South Australia.", [("Third Plains Creek Member", "STRAT"),
+                                                       ("Mernmerna Formation", "STRAT"), ("Cambrian Series 2", "CHRONO")])
+    rules = {(e.subj.text, e.obj.text): e.rules for e in lab.label_sentence(member)}
+    assert "veto.age_of_another_unit" not in rules[("Third Plains Creek Member", "Cambrian Series 2")]
+
+
+def test_shipped_shape_veto_on_real_table_runs():
+    spec = load_relations_spec(RELATIONS, load_entity_types(ENTITIES))
+    lab = RelationLabeller(spec)
+    s = _sentence(TABLE_RUN, [("Cardioceras scarburgense", "TAXON"), ("France", "LOC")])
+    assert lab.label_sentence(s) == [] and lab.excluded(lab.label_sentence(s, keep_excluded=True)[0].rules)
+    prose = lab.label_sentence(_sentence(PROSE, [("Lejopyge laevigata", "TAXON"), ("Siberia", "LOC")]))
+    assert prose and not any(lab.excluded(e.rules) for e in prose)
+    run = next(v for v in spec.vetoes if v.id == "veto.unterminated_run")
+    assert run.exclude and run.shape.holds(TABLE_RUN) and not run.shape.holds(CUT_PROSE)
 
 
 # --- the label model ---------------------------------------------------------------------
@@ -182,6 +286,56 @@ def test_fixed_no_relation_prior_and_params_checks():
         LabelModelParams(prior_accuracy=0.4).check()
     with pytest.raises(ValueError, match="no_relation_prior"):
         W.WeakParams(no_relation_prior=1.5).check()
+
+
+def test_no_relation_prior_per_type_pair(tmp_path, caplog):
+    """A share per type pair (either type order) fixes that pair's balance; the others are estimated."""
+    rng = random.Random(3)
+    groups = ["LOC-TAXON"] * 40 + ["CHRONO-STRAT"] * 40
+    votes = [{"t": "r"} if rng.random() < 0.5 else {} for _ in groups]
+    f = fit(votes, [[NO_RELATION, "r"]] * 80, groups, [{"t"}] * 80, {"t": "r"}, [NO_RELATION, "r"],
+            LabelModelParams(no_relation_prior={"TAXON-LOC": 0.2}))
+    assert f.pi["LOC-TAXON"][0] == pytest.approx(0.2)
+    assert f.pi["CHRONO-STRAT"][0] != pytest.approx(0.2)
+    unvoted = [i for i, v in enumerate(votes) if not v]
+    assert f.posteriors[unvoted[0]][0] != f.posteriors[[i for i in unvoted if i >= 40][0]][0]
+    for bad, msg in [({"LOC": 0.2}, "must name a type pair"), ({"LOC-TAXON": 1.0}, "share in \\(0, 1\\)")]:
+        with pytest.raises(ValueError, match=msg):
+            W.WeakParams(no_relation_prior=bad).check()
+    spec = _spec(tmp_path)
+    with caplog.at_level("WARNING"):
+        W.check_prior_pairs(W.WeakParams(no_relation_prior={"LOC-TAXON": 0.3, "CHRONO-LOC": 0.5}), spec)
+    assert "'CHRONO-LOC'" in caplog.text and "fix:" in caplog.text and "'LOC-TAXON'" not in caplog.text
+
+
+def test_subj_first_narrows_a_veto_to_one_text_order(tmp_path):
+    spec = _spec(tmp_path, SMALL + """  - id: veto.taxon_then_other
+    relations: [found_at]
+    subj_first: true
+    pattern: '<TAXON>'
+""")
+    first = _rules(spec, _sentence("Xus and Yus from Utah.", [("Xus", "TAXON"), ("Yus", "TAXON"), ("Utah", "LOC")]))
+    assert "veto.taxon_then_other" in first[("Xus", "Utah")]
+    after = _rules(spec, _sentence("Utah yields Xus and Yus.", [("Utah", "LOC"), ("Xus", "TAXON"), ("Yus", "TAXON")]))
+    assert "veto.taxon_then_other" not in after[("Yus", "Utah")] and "veto.inner_taxon" in after[("Yus", "Utah")]
+
+
+def test_curator_sample_is_well_formed_and_outside_the_gold():
+    """tests/data/relations_curator.jsonl: spans match their text, labels are the relations their
+    types allow, every pair's mentions are among its sentence's, and no pair is from a gold paper."""
+    import json
+
+    spec = load_relations_spec(RELATIONS, load_entity_types(ENTITIES))
+    gold_papers = ("babcock2007", "peng2012", "ICS2015", "brasier1994", "cohen2013")
+    recs = [json.loads(x) for x in (ROOT / "tests/data/relations_curator.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(recs) == 150 and len({r["id"] for r in recs}) == 150
+    for r in recs:
+        assert not r["doc_id"].startswith(gold_papers), r["id"]
+        ms = {(m["start"], m["end"], m["type"]) for m in r["mentions"]}
+        for sp in (r["subj"], r["obj"]):
+            assert r["text"][sp["start"]:sp["end"]] == sp["text"] and (sp["start"], sp["end"], sp["type"]) in ms
+        pair = (r["subj"]["type"], r["obj"]["type"])
+        assert r["label"] == NO_RELATION or pair in spec.relations[r["label"]].args, r["id"]
 
 
 def test_a_source_is_never_evidence_against_its_own_class():
