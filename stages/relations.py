@@ -278,19 +278,6 @@ def label_sentences(sentences: Iterable[AnnotatedSentence], spec: RelationsSpec,
     return [ex for s in sentences for ex in lab.label_sentence(s)]
 
 
-def drop_excluded(examples: list[Example], spec: RelationsSpec) -> tuple[list[Example], list[Example]]:
-    """(annotated, excluded): the pairs an ``exclude: true`` veto fired on are text that is not
-    prose (table rows run together): not annotated, so they neither train the model nor are
-    labelled by the label model; every decision calls them NO_RELATION."""
-    ids = {v.id for v in spec.vetoes if v.exclude}
-    if not ids:
-        return examples, []
-    keep, out = [], []
-    for e in examples:
-        (out if ids.intersection(e.rules) else keep).append(e)
-    return keep, out
-
-
 def _rank(seed: int, ex_id: str) -> str:
     return hashlib.sha1(f"{seed}:{ex_id}".encode()).hexdigest()
 

@@ -189,9 +189,7 @@ def test_text_shape_vetoes_fire_on_the_sentence_text_of_any_record(tmp_path):
 
 def test_excluded_pairs_are_not_annotated_and_every_decision_says_no_relation(tmp_path):
     """Gold records carry no `kind`: the shape alone excludes their table text, from training (the
-    relations stage's drop_excluded) and from every labeller but co-occurrence in the gold table."""
-    from stages.relations import drop_excluded
-
+    labeller makes no candidate there) and from every labeller but co-occurrence in the gold table."""
     spec = _spec(tmp_path, SHAPED)
     lab = RelationLabeller(spec)
     table = _sentence(TABLE_RUN.replace("scarburgense Subzone", "scarburgense from France"), [("Cardioceras scarburgense", "TAXON"),
@@ -199,8 +197,7 @@ def test_excluded_pairs_are_not_annotated_and_every_decision_says_no_relation(tm
     prose = _sentence("Xus from Utah.", [("Xus", "TAXON"), ("Utah", "LOC")], sent_id=1)
     assert lab.label_sentence(table) == [] and lab.stats.excluded == {"veto.run": 1}  # no candidate there
     exs = lab.label_sentence(table, keep_excluded=True) + lab.label_sentence(prose)
-    keep, out = drop_excluded(exs, spec)
-    assert [e.text for e in keep] == [prose.text] and len(out) == 1
+    assert [e.text for e in exs] == [table.text, prose.text] and lab.stats.excluded == {"veto.run": 1}
     assert exs[0].label == "found_at" and "veto.run" in exs[0].rules  # the pattern fired; the pair is still excluded
     gold = [Example("t", "d", 0, table.text, *(Span(m.start, m.end, m.type, m.text) for m in table.mentions),
                     NO_RELATION, origin="gold"),
