@@ -18,7 +18,9 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
     out = set()
     for k, v in d.items():
         out.add(prefix + k)
-        if isinstance(v, dict) and k not in ("type_map", "label_map", "gold_sets"):
+        # values that are mappings keyed by a domain's own types or files are settings, not keys
+        if isinstance(v, dict) and k not in ("type_map", "label_map", "gold_sets", "tagger_min_confidence",
+                                             "no_relation_prior", "pu_prior"):
             out |= _keys(v, f"{prefix}{k}.")
     return out
 
