@@ -86,15 +86,12 @@ def fold_plan(gold, folds: int, seed: int = 13) -> dict[str, int]:
 def main_real(args, ks: list[int]) -> None:
     import dataclasses
     import logging
-    import tempfile
 
     from benchmarks.common import train_params
-    from stages.calibrate import fit_calibration
+    from benchmarks.weak_supervision import fit_and_calibrate
     from stages.extract import classify
-    from stages.model import load_trained_model
     from stages.patterns import schema_args
     from stages.records import read_examples
-    from stages.train import train_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     gold, _, _ = G.read_gold_set(args.gold)
@@ -113,14 +110,10 @@ def main_real(args, ks: list[int]) -> None:
             dev = [e for e in dev_all if e.text not in held_text and e.source_id not in held_ids]
             pool = [g for g in gold if fold_of[g.text] != f]
             pick = random.Random(100 + f).sample(pool, min(k, len(pool)))
-            with tempfile.TemporaryDirectory() as tmp:
-                r = train_model(p, keep + [dataclasses.replace(g, probs=None) for g in pick], dev, out_dir=tmp)
-                seconds += r.train_seconds
-                model = load_trained_model(tmp, "auto")
-                logits = model.logits(dev).numpy()
-                cal = fit_calibration(logits, [e.label for e in dev], model.labels, [e.subj.type for e in dev],
-                                      [e.obj.type for e in dev], allowed)
-                decided, _ = classify(model, held, cal, allowed)
+            r, model, cal, _ = fit_and_calibrate(p, keep + [dataclasses.replace(g, probs=None) for g in pick], dev,
+                                                 allowed)
+            seconds += r.train_seconds
+            decided, _ = classify(model, held, cal, allowed)
             refs += [g.label for g in held]
             preds += decided
         s = relation_scores(refs, preds)

@@ -153,17 +153,30 @@ def prior_matched(probs_dev: np.ndarray, probs_gold: np.ndarray, labels: list[st
     return out
 
 
-def real_run(option: str, epochs: int, seed: int, gold, extra: dict | None = None) -> dict:
-    """Train the real trainer with one option, calibrate on the weak dev split, score the gold pairs."""
+def fit_and_calibrate(p, train, dev, allowed):
+    """Train the real trainer in a temporary folder and calibrate it on ``dev`` as the calibrate
+    stage does: (the training result, the loaded model, its calibration, the dev logits)."""
     import tempfile
 
-    from benchmarks.common import train_params
     from stages.calibrate import fit_calibration
-    from stages.extract import classify
     from stages.model import load_trained_model
+    from stages.train import train_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        r = train_model(p, train, dev, out_dir=tmp)
+        model = load_trained_model(tmp, "auto")
+    logits = model.logits(dev).numpy()
+    cal = fit_calibration(logits, [e.label for e in dev], model.labels, [e.subj.type for e in dev],
+                          [e.obj.type for e in dev], allowed)
+    return r, model, cal, logits
+
+
+def real_run(option: str, epochs: int, seed: int, gold, extra: dict | None = None) -> dict:
+    """Train the real trainer with one option, calibrate on the weak dev split, score the gold pairs."""
+    from benchmarks.common import train_params
+    from stages.extract import classify
     from stages.patterns import schema_args
     from stages.records import read_examples
-    from stages.train import result_report, train_model
 
     over = {**REAL_OPTIONS[option], **(extra or {}), "epochs": epochs, "seed": seed}
     p = train_params(over)
@@ -171,24 +184,19 @@ def real_run(option: str, epochs: int, seed: int, gold, extra: dict | None = Non
     allowed = schema_args("data/patterns/relations.yaml", "data/patterns/entities.yaml")
     seen = {e.text for e in train}
     refs = [g.label for g in gold]
-    with tempfile.TemporaryDirectory() as tmp:
-        r = train_model(p, train, dev, out_dir=tmp)
-        model = load_trained_model(tmp, "auto")
-        logits = model.logits(dev).numpy()
-        cal = fit_calibration(logits, [e.label for e in dev], model.labels, [e.subj.type for e in dev],
-                              [e.obj.type for e in dev], allowed)
-        calibrated, _ = classify(model, gold, cal, allowed)
-        argmax, _ = classify(model, gold, None, allowed)
-        from stages.calibrate import Calibration
+    r, model, cal, logits = fit_and_calibrate(p, train, dev, allowed)
+    calibrated, _ = classify(model, gold, cal, allowed)
+    argmax, _ = classify(model, gold, None, allowed)
+    from stages.calibrate import Calibration
 
-        plain = Calibration(labels=list(model.labels))
-        lg = model.logits(gold).numpy()
-        pg = plain.proba(lg, [e.subj.type for e in gold], [e.obj.type for e in gold], allowed)
-        pd = plain.proba(logits, [e.subj.type for e in dev], [e.obj.type for e in dev], allowed)
-        matched = prior_matched(pd, pg, list(model.labels), dev, gold, train)
-        runs = Path(".relmine-cache/bench-runs")
-        runs.mkdir(parents=True, exist_ok=True)
-        np.savez(runs / f"{option}-e{epochs}-s{seed}.npz", gold=pg, dev=pd, labels=np.array(model.labels))
+    plain = Calibration(labels=list(model.labels))
+    lg = model.logits(gold).numpy()
+    pg = plain.proba(lg, [e.subj.type for e in gold], [e.obj.type for e in gold], allowed)
+    pd = plain.proba(logits, [e.subj.type for e in dev], [e.obj.type for e in dev], allowed)
+    matched = prior_matched(pd, pg, list(model.labels), dev, gold, train)
+    runs = Path(".relmine-cache/bench-runs")
+    runs.mkdir(parents=True, exist_ok=True)
+    np.savez(runs / f"{option}-e{epochs}-s{seed}.npz", gold=pg, dev=pd, labels=np.array(model.labels))
     keep = [i for i, g in enumerate(gold) if g.text not in seen]
     row = {"option": option, "overrides": over, "epochs_run": r.epochs_run, "best_epoch": r.best_epoch,
            "train_seconds": round(r.train_seconds, 1), "pu": r.pu,
