@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import yaml
 from prefect import flow, task
 
 from flows.common import cli_args, load_params, load_run_params, make_task_runner, run_main
 from stages.errors import InputError
+from stages.patterns import load_relation_names
 from stages.records import Example, atomic_write_json, drop_repeated, scan_examples, write_jsonl
 from stages.split import SplitParams, split_counts, split_examples, unexampled_relations
 
@@ -46,13 +46,7 @@ def schema_relations(path: str | None) -> list[str]:
         log.warning("%s: not found, so relations of the schema without examples are not checked; fix: set "
                     "split.relation_patterns to the relations pattern file (or null)", path)
         return []
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"{path}: cannot read the relation schema ({exc}); fix: set split.relation_patterns to "
-                         "the relations pattern file, or null to skip the check") from exc
-    rels = raw.get("relations") if isinstance(raw, dict) else None
-    return list(rels) if isinstance(rels, dict) else []
+    return load_relation_names(path)
 
 
 @flow(name="split")

@@ -467,6 +467,17 @@ def load_entity_types(path: str | Path) -> set[str]:
     return {str(t) for t in types}
 
 
+def load_relation_names(path: str | Path) -> list[str]:
+    """Only the relation names a relations file declares (nothing compiled, no entity file
+    needed): what the split stage needs to warn about a declared relation without examples."""
+    path = Path(path)
+    rels = _read_yaml(path, "relation").get("relations")
+    if not isinstance(rels, dict) or not rels:
+        raise _Ctx(path).fail("relations", "no relations declared",
+                              "declare them, e.g. `relations: {found_at: {args: [[TAXON, LOC]], templates: [...]}}`")
+    return [str(r) for r in rels]
+
+
 def _read_gazetteer(ctx: _Ctx, where: str, gpath: Path, item: dict, drop: Any) -> tuple[list[str], int]:
     """Read one column of a TSV/CSV list, apply the filters, return (names, dropped count)."""
     delim = item.get("delimiter") or ("," if gpath.suffix.lower() == ".csv" else "\t")
