@@ -36,7 +36,8 @@ def make_decider(model: Any, params: Any):
 
 def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:
     """Every gold set scored by the patterns, the label model, co-occurrence and the model
-    (stages/gold.py), with per-pair predictions in reports/gold_predictions/<name>.jsonl."""
+    (stages/gold.py), with per-pair predictions in reports/gold_predictions/<name>.jsonl
+    (``records``: those of data/gold, the set named "gold")."""
     from stages import gold as G
     from stages.evaluate import predict, relation_scores
     from stages.records import write_jsonl
@@ -54,12 +55,15 @@ def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:
                                        "calibrated thresholds + type constraints" if decide else "argmax")
     notes = rules.notes + missing_train + set_notes
     out: dict[str, Any] = {}
+    own: list[dict] = []
     for r in results:
         for msg in r.bad:
             log.error("%s", msg)
         if not r.result:
             continue
         out[r.name] = r.result
+        if r.name == "gold":
+            own = r.records
         write_jsonl(reports / "gold_predictions" / f"{r.name}.jsonl", r.records)
         atomic_write_text(reports / "gold_predictions" / f"{r.name}.txt", r.table + "\n")
         log.info("%s", r.table)
@@ -68,12 +72,12 @@ def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:
     # the declared output exists even when no gold set was found
     atomic_write_json(reports / "gold_predictions" / "index.json",
                       {"sets": {k: f"{k}.jsonl" for k in out}, "notes": notes})
-    return {"sets": out, "notes": notes}
+    return {"sets": out, "notes": notes, "records": own}
 
 
 @task(name="evaluate-model")
 def evaluate_task(params: Any) -> dict:
-    from stages.evaluate import score, predict, write_reports
+    from stages.evaluate import score, write_reports
     from stages.model import load_trained_model
 
     model = load_trained_model(params.model_dir, params.dtype)
@@ -84,20 +88,18 @@ def evaluate_task(params: Any) -> dict:
     log.info("test: n=%d accuracy %.4f micro-F1 %.4f macro-F1 %.4f", metrics.get("n", 0),
              metrics.get("accuracy", 0), metrics.get("micro_f1", 0), metrics.get("macro_f1", 0))
 
-    from stages import gold as G
-
-    gold, gold_files, bad = G.read_gold_set(params.gold_dir) if Path(params.gold_dir).is_dir() else ([], [], [])
-    for msg in bad:
-        log.error("%s", msg)
-    if gold:
-        predicted, _ = decide(gold) if decide else predict(model, gold, params.batch_size)
-        gold_metrics = score([e.label for e in gold], predicted, params.bootstrap, params.seed)
-        gold_metrics["files"] = gold_files
-        log.info("gold: n=%d macro-F1 %.4f", len(gold), gold_metrics["macro_f1"])
+    table = gold_table(model, decide, params, reports)
+    # data/gold's own block reuses the table's model column (the same decision, scored once)
+    own, records = table["sets"].get("gold"), table.pop("records")
+    if own:
+        gold_metrics = score([r["label"] for r in records], [r["model"] for r in records],
+                             params.bootstrap, params.seed)
+        gold_metrics["files"] = own["files"]
+        log.info("gold: n=%d macro-F1 %.4f", gold_metrics["n"], gold_metrics["macro_f1"])
     else:
         # DVC needs the declared output even when no human-labelled data exists yet
         gold_metrics = {"n": 0, "note": f"no human-labelled examples in {params.gold_dir}/*.jsonl"}
-    gold_metrics.update(gold_table(model, decide, params, reports))
+    gold_metrics.update(table)
     atomic_write_json(reports / "metrics_gold.json", gold_metrics)
     return metrics
 
