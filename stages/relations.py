@@ -32,7 +32,7 @@ import hashlib
 import threading
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .patterns import RelationsSpec, Template, Veto, load_relations_spec
 from .records import NO_RELATION, AnnotatedSentence, Example, Mention, Span
@@ -66,7 +66,9 @@ class RelationLabeller:
         self.pair_names = spec.pair_names()
         self.order = {name: i for i, name in enumerate(spec.relations)}
         self.exclude_ids = {v.id for v in spec.vetoes if v.exclude}
-        self._shapes: dict[tuple[str, str], bool] = {}
+        # what depends on the sentence alone (a shape, a sentence-scope regex) is computed once per
+        # sentence, not once per pair: (veto id, "shape" | "sentence", text) -> holds
+        self._per_text: dict[tuple[str, str, str], bool] = {}
         # templates indexed by the slot types in text order
         self.by_types: dict[tuple[str, str], list[Template]] = defaultdict(list)
         for rel in spec.relations.values():
@@ -155,37 +157,43 @@ class RelationLabeller:
                 continue
             if v.same_text is not None and (_fold(a.text) == _fold(b.text)) != v.same_text:
                 continue
-            if v.shape is not None and not self._shape_holds(v, text):
+            if v.shape is not None and not self._per_sentence(v, "shape", text, lambda: v.shape.holds(text)):
                 continue
             if v.subj_first is not None and (self._default_direction(a, b)[0] is a) != v.subj_first:
                 continue
             if v.regex is not None:
-                subj, obj = self._default_direction(a, b)
-                ctx = {
-                    "before": lambda: text[:a.start], "between": lambda: between, "after": lambda: text[b.end:],
-                    "sentence": lambda: text, "first": lambda: a.text, "second": lambda: b.text,
-                    "subj": lambda: subj.text, "obj": lambda: obj.text,
-                    "before_subj": lambda: text[:subj.start], "before_obj": lambda: text[:obj.start],
-                    "after_subj": lambda: text[subj.end:], "after_obj": lambda: text[obj.end:],
-                }[v.scope]()
-                try:
-                    if v.regex.search(ctx, timeout=self.timeout) is None:
-                        continue
-                except TimeoutError:
-                    self.stats.timeouts[v.id] += 1
+                if v.scope == "sentence":
+                    hit = self._per_sentence(v, "sentence", text, lambda: self._search(v, text))
+                else:
+                    subj, obj = self._default_direction(a, b)
+                    hit = self._search(v, {
+                        "before": lambda: text[:a.start], "between": lambda: between, "after": lambda: text[b.end:],
+                        "first": lambda: a.text, "second": lambda: b.text,
+                        "subj": lambda: subj.text, "obj": lambda: obj.text,
+                        "before_subj": lambda: text[:subj.start], "before_obj": lambda: text[:obj.start],
+                        "after_subj": lambda: text[subj.end:], "after_obj": lambda: text[obj.end:],
+                    }[v.scope]())
+                if not hit:
                     continue
             out.append(v.id)
         if out:
             self.stats.veto_votes += 1
         return out
 
-    def _shape_holds(self, v: Veto, text: str) -> bool:
-        key = (v.id, text)
-        if key not in self._shapes:
-            if len(self._shapes) > 4096:
-                self._shapes.clear()
-            self._shapes[key] = v.shape.holds(text)
-        return self._shapes[key]
+    def _search(self, v: Veto, ctx: str) -> bool:
+        try:
+            return v.regex.search(ctx, timeout=self.timeout) is not None
+        except TimeoutError:
+            self.stats.timeouts[v.id] += 1
+            return False
+
+    def _per_sentence(self, v: Veto, what: str, text: str, compute: Callable[[], bool]) -> bool:
+        key = (v.id, what, text)
+        if key not in self._per_text:
+            if len(self._per_text) > 4096:
+                self._per_text.clear()
+            self._per_text[key] = compute()
+        return self._per_text[key]
 
     def excluded(self, rules: Iterable[str]) -> bool:
         """Whether a pair with these rules fired is not annotated (an `exclude: true` veto fired):
