@@ -118,3 +118,34 @@ def test_gold_curve_folds_keep_each_sentence_whole_and_balanced(tmp_path):
     sizes = [list(plan.values()).count(f) for f in range(4)]
     assert max(sizes) - min(sizes) <= 1
     assert fold_plan(gold, 4) == plan and fold_plan(gold, 4, seed=1) != plan  # seeded, not order-bound
+
+
+def test_label_sources_benchmark_scores_a_curator_sample(tmp_path):
+    """`benchmarks.bench_label_sources` on the held-out curator sample, with the label model fitted
+    on the sample's own sentences as the corpus (the real run reads data/entities)."""
+    sample = ROOT / "tests/data/relations_curator_holdout.jsonl"
+    ents = tmp_path / "entities"
+    ents.mkdir()
+    seen: set = set()
+    with open(ents / "sample.jsonl", "w", encoding="utf-8") as fh:
+        for line in sample.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            if (r["doc_id"], r["sent_id"]) not in seen:
+                seen.add((r["doc_id"], r["sent_id"]))
+                fh.write(json.dumps({"doc_id": r["doc_id"], "sent_id": r["sent_id"], "page": r["page"],
+                                     "section": r["section"], "text": r["text"], "mentions": r["mentions"]}) + "\n")
+    env = {**os.environ, "RELMINE_BENCH_DIR": str(tmp_path / "bench")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_label_sources", "--sample", str(sample),
+         "--entities-dir", str(ents), "--name", "holdout"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "bench" / "holdout.json").read_text())
+    truth = [json.loads(x)["label"] for x in sample.read_text(encoding="utf-8").splitlines()]
+    assert res["pairs"] == len(truth) == 150 and res["labels"]["found_at"] == truth.count("found_at")
+    # every candidate is the relation its types allow: recall 1, precision the related share
+    co = res["labellers"]["cooccurrence"]
+    assert co["recall"] == 1.0 and co["precision"] == round(sum(t != "NO_RELATION" for t in truth) / len(truth), 4)
+    assert res["labellers"]["patterns"]["precision"] > co["precision"]
+    assert set(res["label_model"]) == {"shipped", "estimated_prior", "curator_prior"}
