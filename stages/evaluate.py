@@ -45,7 +45,9 @@ class EvalParams:
     # gold sets scored side by side (patterns, label model, co-occurrence, model): name -> folder
     # of *.jsonl or a file; gold_dir is always scored too, as "gold". A missing folder is skipped
     # with a note.
-    gold_sets: dict[str, str] = field(default_factory=lambda: {"paleo_dev": "../shared/gold/paleo_relations_dev"})
+    gold_sets: dict[str, str] = field(default_factory=lambda: {
+        "paleo_dev": "../shared/gold/paleo_relations_dev",
+        "curator_holdout": "tests/data/relations_curator_holdout.jsonl"})
     label_model: str = "data/label_model.json"   # the relations stage's fitted label model
     train_data: str = "data/augmented/train.jsonl"  # the model's training data (for the unseen-sentence subset)
 
