@@ -59,7 +59,7 @@ def run(patterns: str | Path = ROOT / "data" / "patterns" / "entities.yaml", typ
         results, n, secs = {}, 0, 0.0
         for part, rows in parts.items():
             t1 = time.perf_counter()
-            tagged = [tagger.tag(r["text"]) for r in rows]
+            tagged = [[m for m in tagger.tag(r["text"]) if annotator.keeps(r["text"], m)] for r in rows]
             secs += time.perf_counter() - t1
             n += len(rows)
             pats, _ = annotate_dev(annotator, rows, mined_dir)
