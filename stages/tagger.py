@@ -27,8 +27,8 @@ list; the tagger's lower-case finds were mostly rock and body words: "turbidites
 "sclerites"); a name followed by a citation tail (a year, "et al.", "in Author", "and Author
 in", initials: "Lindholm 1991", "Wrona, 1989", "Finney, S.C.", "Jiang, Z and") is an author,
 not a place or a taxon; and a one-word place shaped like a genus ("Avicennia", "Redlichia",
-"Elrathina", read as places in lists of genera) or like an adjective ("Antarctic specimens")
-is none. ``tag_sentences`` also holds the tagger's mentions to the pattern file's stoplist and
+"Elrathina", read as places in lists of genera; also a hyphenated pair of them) or ending
+like an adjective ("Antarctic specimens", "South Korean usage") is none. ``tag_sentences`` also holds the tagger's mentions to the pattern file's stoplist and
 exclusions (``keep``): "U.S." of "U.S. Geological Survey" and "California" of "California
 State University" are no places whatever found them. Sections in ``skip_sections`` (front
 matter and acknowledgements by default: names of people and institutions) get no tagger
@@ -187,14 +187,19 @@ CITATION_TAIL = re.compile(r"\s*(?:,\s*|\(\s*)?(?:\d{4}[a-z]?\b|et al\b|in [A-Z]
 # a one-word place that looks like a genus ("Avicennia", "Redlichia", "Elrathina", "Fordilla")
 # or a place adjective ("Antarctic specimens"); places no list holds, which the tagger is for,
 # rarely end so ("Fengtan", "Wulingshan", "Bartyrbay"), and the lists hold those that do
-NOT_A_PLACE = re.compile(r"[A-Z][^\W\d_]+(?:ia|ina|ella|illa|ites|aspis|ops|us|tic|ean|ese|ish|ican|ern)")
+GENUS_SHAPED = re.compile(r"[A-Z][^\W\d_]+(?:ia|ina|ella|illa|ites|aspis|ops|us)")
+ADJECTIVE_SHAPED = re.compile(r"[A-Z][^\W\d_]+(?:tic|ean|ese|ish|ican|ern)")
 
 
 def plausible(text: str, m: Mention) -> bool:
-    """The shape rules (module docstring): a capital first, no citation tail after the name,
-    a one-word LOC neither genus- nor adjective-shaped."""
-    if m.type == "LOC" and NOT_A_PLACE.fullmatch(m.text):
-        return False
+    """The shape rules (module docstring): a capital first, no citation tail after the name; a
+    LOC of one word (or a hyphenated pair, "Eoredlichia-Wutingaspis Zone") that is genus-shaped,
+    or one whose last word is adjective-shaped ("Antarctic", "South Korean"), is no place."""
+    if m.type == "LOC":
+        if " " not in m.text and all(GENUS_SHAPED.fullmatch(w) for w in m.text.split("-")):
+            return False
+        if ADJECTIVE_SHAPED.fullmatch(m.text.split()[-1]):
+            return False
     return m.text[:1].isupper() and not CITATION_TAIL.match(text, m.end)
 
 

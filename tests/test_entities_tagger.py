@@ -201,6 +201,8 @@ def test_genus_and_adjective_shaped_places_and_the_pattern_exclusions_keep_tagge
                        ("polymerid trilobites Ptychoparella (incorporating Elrathina as a junior synonym)", "Elrathina"),
                        ("shorter caudal extension than in Fordilla, a taxon not reported", "Fordilla"),
                        ("the Antarctic specimens appear to conform", "Antarctic"),
+                       ("to the Eoredlichia-Wutingaspis Zone of South China", "Eoredlichia-Wutingaspis"),
+                       ("the Gonggairian Stage of South Korean regional usage", "South Korean"),
                        ("taxa Kulparina rostrata Conway Morris and Bengtson in Bengtson et al., 1990", "Conway Morris"),
                        ("(Ulakhan-Sulugur): Xing Y, Luo, H, Jiang, Z and Zhang, S (Meishucun)", "Jiang")):
         assert not T.plausible(text, m(text, name)), name
@@ -209,7 +211,8 @@ def test_genus_and_adjective_shaped_places_and_the_pattern_exclusions_keep_tagge
     for text, name in (("sections near Paibi and Wangcun, Hunan Province, China", "Paibi"),
                        ("south side of the Fengtan Reservoir, Youshui River", "Fengtan Reservoir"),
                        ("at Bartyrbay Ravine (Kazakhstan), Black Mountain (Australia)", "Bartyrbay Ravine"),
-                       ("Mexico (Sonora), and the United States", "Sonora")):
+                       ("Mexico (Sonora), and the United States", "Sonora"),
+                       ("aya Formation, Eastern Transbaikalia, figured by", "Eastern Transbaikalia")):
         assert T.plausible(text, m(text, name)), name
 
     root = Path(__file__).resolve().parents[1]
