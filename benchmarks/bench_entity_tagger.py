@@ -9,7 +9,7 @@ sentences, not even with pattern labels. Then scores, on both parts (benchmarks/
 the tagger alone and the union with the patterns (every pattern mention, plus each tagger
 mention that overlaps none: the patterns win on span boundaries), per type, exact and overlap.
 Results go to reports/entities_gold.json under ``tagger_<part>`` and ``union_<part>`` for the
-parts ``dev``, ``dev_heldout`` and ``dev_heldout2`` (other keys kept), with the training size and time and
+parts ``dev``, ``dev_heldout``, ``dev_heldout2`` and ``dev_heldout3`` (other keys kept), with the training size and time and
 the tagger's sentences per second (one process, features and CRF decoding).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_entities_dev import DEV_SET, HELDOUT, HELDOUT2, REPORT, annotate_dev, errors, read_dev_set, score_dev  # noqa: E402
+from benchmarks.bench_entities_dev import DEV_SET, HELDOUT, HELDOUT2, HELDOUT3, REPORT, annotate_dev, errors, read_dev_set, score_dev  # noqa: E402
 from stages import tagger as T  # noqa: E402
 from stages.entities import EntitiesParams, EntityAnnotator  # noqa: E402
 from stages.errors import InputError  # noqa: E402
@@ -41,7 +41,7 @@ def run(patterns: str | Path = ROOT / "data" / "patterns" / "entities.yaml", typ
     tp = ep.tagger_params()
     if types is not None:
         tp.types = list(types)
-    files = {"dev": DEV_SET, "dev_heldout": HELDOUT, "dev_heldout2": HELDOUT2}
+    files = {"dev": DEV_SET, "dev_heldout": HELDOUT, "dev_heldout2": HELDOUT2, "dev_heldout3": HELDOUT3}
     parts = {part: read_dev_set(path) for part, path in files.items()}
     exclude = {r["doc_id"] for rows in parts.values() for r in rows}
     annotator = EntityAnnotator(load_entity_spec(patterns, base_dir=ROOT))
