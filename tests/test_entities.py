@@ -413,3 +413,12 @@ def test_propagation_context_and_blocked_by_are_validated(tmp_path):
     out = ann.annotate([Sentence("a", 0, 1, "body", "The Aoxi Formation lies below."),
                         Sentence("a", 1, 1, "body", "Aoxi is a village; the Aoxi-Huaqiao contact.")])
     assert [(m.text, m.start) for m in out[1].mentions] == [("Aoxi", 23)]
+
+
+def test_a_range_of_numbered_stages_is_one_mention(annotator, papers):
+    found = _in(annotator, papers("claybourn2019"), "during Cambrian Series 2, Stages 3–4")
+    assert {("Cambrian Series 2", "CHRONO"), ("Stages 3–4", "CHRONO")} <= found
+    found = _found(annotator, "Mollusks from the Cambrian Series 2–3 Hanford Brook Formation are known.")
+    assert ("Cambrian Series 2–3", "CHRONO") in found and ("Hanford Brook Formation", "STRAT") in found
+    # a plural rank word with one number is no unit; figure ranges are not stages
+    assert not any(ty == "CHRONO" for _, ty in _found(annotator, "See Figures 2–3 and Tables 3–4."))
