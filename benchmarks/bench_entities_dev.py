@@ -20,8 +20,10 @@ overlap (a prediction counts when it overlaps a gold mention of its type, a gold
 counts when a prediction of its type overlaps it). Two parts are scored apart: the dev set
 (152 sentences, whose baseline errors were seen while the patterns were improved) under the
 key (default ``entities_dev``), and its held-out part (96 sentences of five other papers,
-marked after the patterns were written) under ``<key>_heldout``, in
-reports/entities_gold.json; the file's other keys (the BGS figures) are kept. ``--key`` lets
+marked after the patterns were written) under ``<key>_heldout``, and a second blind part drawn
+for STRAT (43 sentences, marked before the rules for the first part's STRAT misses were
+written) under ``<key>_heldout2``, and a third (26 sentences, drawn after those rules) under
+``<key>_heldout3``, in reports/entities_gold.json; the file's other keys (the BGS figures) are kept. ``--key`` lets
 a variant (another pattern file, a tagger) be recorded beside them.
 """
 from __future__ import annotations
@@ -45,6 +47,8 @@ from stages.records import Mention, Sentence, read_records  # noqa: E402
 
 DEV_SET = ROOT / "tests" / "data" / "entities_dev.jsonl"
 HELDOUT = ROOT / "tests" / "data" / "entities_dev_heldout.jsonl"
+HELDOUT2 = ROOT / "tests" / "data" / "entities_dev_heldout2.jsonl"
+HELDOUT3 = ROOT / "tests" / "data" / "entities_dev_heldout3.jsonl"
 REPORT = ROOT / "reports" / "entities_gold.json"
 TYPES = ("TAXON", "STRAT", "CHRONO", "LOC")
 GOALS = {"recall_overlap": {"TAXON": 0.70, "LOC": 0.70, "CHRONO": 0.85, "STRAT": 0.85}, "precision": 0.85}
@@ -149,8 +153,10 @@ def run(patterns: str | Path = ROOT / "data" / "patterns" / "entities.yaml", key
         report: str | Path = REPORT, mined_dir: str | Path | None = ROOT / "data" / "mined",
         label: str | None = None, parts: dict[str, Path] | None = None) -> dict:
     """Score each part (default: the dev set under ``key``, the held-out part under
-    ``key_heldout``), write them into ``report`` and return {key: result}."""
-    parts = parts if parts is not None else {key: DEV_SET, f"{key}_heldout": HELDOUT}
+    ``key_heldout``, the second and third blind STRAT parts under ``key_heldout2`` and
+    ``key_heldout3``), write them into ``report`` and return {key: result}."""
+    parts = parts if parts is not None else {key: DEV_SET, f"{key}_heldout": HELDOUT, f"{key}_heldout2": HELDOUT2,
+                                             f"{key}_heldout3": HELDOUT3}
     path = Path(patterns).resolve()
     label = label or (str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(patterns))
     annotator = EntityAnnotator(load_entity_spec(patterns, base_dir=ROOT))

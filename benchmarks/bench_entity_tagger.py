@@ -4,12 +4,12 @@
 
 Trains the tagger as the `entities` stage does (on the pattern and gazetteer mentions of the
 sample corpus, data/mined, with the shipped `entities.tagger_*` params), except that the
-papers of both dev parts are left out of its training: the tagger has never seen their
+papers of every dev part are left out of its training: the tagger has never seen their
 sentences, not even with pattern labels. Then scores, on both parts (benchmarks/bench_entities_dev.py),
 the tagger alone and the union with the patterns (every pattern mention, plus each tagger
 mention that overlaps none: the patterns win on span boundaries), per type, exact and overlap.
-Results go to reports/entities_gold.json under ``tagger_dev``, ``tagger_dev_heldout``,
-``union_dev``, ``union_dev_heldout`` (other keys kept), with the training size and time and
+Results go to reports/entities_gold.json under ``tagger_<part>`` and ``union_<part>`` for the
+parts ``dev``, ``dev_heldout``, ``dev_heldout2`` and ``dev_heldout3`` (other keys kept), with the training size and time and
 the tagger's sentences per second (one process, features and CRF decoding).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_entities_dev import DEV_SET, HELDOUT, REPORT, annotate_dev, errors, read_dev_set, score_dev  # noqa: E402
+from benchmarks.bench_entities_dev import DEV_SET, HELDOUT, HELDOUT2, HELDOUT3, REPORT, annotate_dev, errors, read_dev_set, score_dev  # noqa: E402
 from stages import tagger as T  # noqa: E402
 from stages.entities import EntitiesParams, EntityAnnotator  # noqa: E402
 from stages.errors import InputError  # noqa: E402
@@ -41,7 +41,8 @@ def run(patterns: str | Path = ROOT / "data" / "patterns" / "entities.yaml", typ
     tp = ep.tagger_params()
     if types is not None:
         tp.types = list(types)
-    parts = {"dev": read_dev_set(DEV_SET), "dev_heldout": read_dev_set(HELDOUT)}
+    files = {"dev": DEV_SET, "dev_heldout": HELDOUT, "dev_heldout2": HELDOUT2, "dev_heldout3": HELDOUT3}
+    parts = {part: read_dev_set(path) for part, path in files.items()}
     exclude = {r["doc_id"] for rows in parts.values() for r in rows}
     annotator = EntityAnnotator(load_entity_spec(patterns, base_dir=ROOT))
     papers = sorted(p for p in Path(mined_dir).glob("*.jsonl") if p.stem not in exclude)
@@ -58,14 +59,14 @@ def run(patterns: str | Path = ROOT / "data" / "patterns" / "entities.yaml", typ
         results, n, secs = {}, 0, 0.0
         for part, rows in parts.items():
             t1 = time.perf_counter()
-            tagged = [tagger.tag(r["text"]) for r in rows]
+            tagged = [[m for m in tagger.tag(r["text"]) if annotator.keeps(r["text"], m)] for r in rows]
             secs += time.perf_counter() - t1
             n += len(rows)
             pats, _ = annotate_dev(annotator, rows, mined_dir)
             merged = [T.union(p, t) for p, t in zip(pats, tagged)]
             for name, pred in (("tagger", tagged), ("union", merged)):
                 results[f"{name}_{part}"] = {
-                    "dev_set": str((DEV_SET if part == "dev" else HELDOUT).relative_to(ROOT)), "method": name,
+                    "dev_set": str(files[part].relative_to(ROOT)), "method": name,
                     "sentences": len(rows), "scores": score_dev(rows, pred),
                     "examples_of_errors": errors(rows, pred, limit=25)}
         # the rate on the whole corpus, the work the entities stage does

@@ -114,8 +114,10 @@ def train_tagger(annotated: list[str], key: str, cache_dir: str, p: EntitiesPara
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def tag_paper(annotated: str, key: str, model: str, cache_dir: str, p: EntitiesParams, types: list[str]) -> dict:
-    """Add the tagger's mentions to one paper's pattern annotations (cached per paper and model)."""
+def tag_paper(annotated: str, key: str, model: str, cache_dir: str, p: EntitiesParams, types: list[str],
+              spec_digest: str = "") -> dict:
+    """Add the tagger's mentions to one paper's pattern annotations (cached per paper and model),
+    held to the pattern file's stoplist and exclusions."""
     data = ResultCache(cache_dir, "entities-tagged")
     meta = ResultCache(cache_dir, "entities-tagged-meta", ".json")
     if data.get(key) and (summary := meta.get_json(key)) is not None:
@@ -124,7 +126,8 @@ def tag_paper(annotated: str, key: str, model: str, cache_dir: str, p: EntitiesP
     sentences = [AnnotatedSentence.from_dict(d) for d in iter_jsonl(annotated)]
     tagger = tagger_mod.EntityTagger(model, p.tagger_params(), types)
     before = Counter(m.type for a in sentences for m in a.mentions)
-    tagger_mod.tag_sentences(tagger, sentences, p.skip_sections)
+    keep = get_annotator(p.patterns, spec_digest, p.regex_timeout_s).keeps
+    tagger_mod.tag_sentences(tagger, sentences, p.skip_sections, keep)
     after = Counter(m.type for a in sentences for m in a.mentions)
     data.put_records(key, sentences)
     summary = {"sentences": len(sentences), "added": dict(after - before), "mentions": dict(after),
@@ -176,7 +179,7 @@ def entities_flow(params_path: str = "params.yaml") -> dict:
     ok = [s for s in summaries if "error" not in s]
     cache = ResultCache(run.cache_dir, "entities")
     source = {s["doc_id"]: (cache, s["key"]) for s in ok}  # where each paper's output is taken from
-    tagger_report = tag_corpus(p, run.cache_dir, ok, cache, sorted(spec.types), source, logger)
+    tagger_report = tag_corpus(p, run.cache_dir, ok, cache, sorted(spec.types), source, logger, spec_digest)
 
     out = Path(p.out_dir)
     tmp = new_tmp_dir(out)
@@ -223,7 +226,7 @@ def entities_flow(params_path: str = "params.yaml") -> dict:
 
 
 def tag_corpus(p: EntitiesParams, cache_dir: str, ok: list[dict], cache: ResultCache, types: list[str],
-               source: dict, logger) -> dict:
+               source: dict, logger, spec_digest: str = "") -> dict:
     """When ``entities.tagger`` is on: per fold, train the tagger on the other folds' papers and
     tag that fold's papers (``source`` then points at the tagged outputs). Write
     ``entities.tagger_dir`` either way and return its figures."""
@@ -260,7 +263,8 @@ def tag_corpus(p: EntitiesParams, cache_dir: str, ok: list[dict], cache: ResultC
             model_of = [str(models.path(keys[fold_of[s["doc_id"]]])) for s in papers]
             tkeys = [make_key("entities-tagged", s["key"], keys[fold_of[s["doc_id"]]]) for s in papers]
             tagged = [f.result() for f in tag_paper.map([str(cache.path(s["key"])) for s in papers], tkeys, model_of,
-                                                        cache_dir=cache_dir, p=unmapped(p), types=unmapped(types))]
+                                                        cache_dir=cache_dir, p=unmapped(p), types=unmapped(types),
+                                                        spec_digest=spec_digest)]
             tcache = ResultCache(cache_dir, "entities-tagged")
             added: Counter = Counter()
             for s, t in zip(papers, tagged):

@@ -129,7 +129,8 @@ def paper_candidates(pdf: str, mine_params: dict[str, Any], cache_dir: str, p: E
     if tagger is not None:
         from stages import tagger as tagger_mod
 
-        tagged = tagger_mod.tag_sentences(tagger_mod.corpus_tagger(*tagger), annotated, p.skip_sections)
+        tagged = tagger_mod.tag_sentences(tagger_mod.corpus_tagger(*tagger), annotated, p.skip_sections,
+                                          _annotator(p.entity_patterns, p.regex_timeout_s).keeps)
     labeller = RelationLabeller(_relation_spec(p.relation_patterns, p.entity_patterns), p.regex_timeout_s)
     candidates = [ex for s in annotated for ex in labeller.label_sentence(s)]
     norm_of = {(s.sent_id, m.start, m.end): m.norm for s in annotated for m in s.mentions if m.norm}

@@ -236,8 +236,9 @@ class EntityAnnotator:
         """Second pass over one paper: names taught by the propagation rules' source
         mentions (e.g. the genus of every binomial) become mentions wherever they stand
         alone in the paper. A name is never taught when it also appears inside a mention
-        of another type in the paper (a genus "Wheeler" next to "Wheeler Formation") or
-        is stop-listed; a new mention never overlaps an existing one. Returns the number
+        of another type in the paper (a genus "Wheeler" next to "Wheeler Formation"; of a
+        type in the rule's ``blocked_by`` when it names some) or is stop-listed; a rule
+        with ``before``/``after`` adds a name only where that context stands beside it; a new mention never overlaps an existing one. Returns the number
         of mentions added (in place)."""
         added = 0
         for rule in self.spec.propagation:
@@ -252,7 +253,7 @@ class EntityAnnotator:
                             name = hit.group("name") if "name" in rule.take.groupindex else hit.group()
                             if name and len(name) >= rule.min_length:
                                 names.add(name)
-                    elif m.type != rule.type:
+                    elif m.type != rule.type and (rule.blocked_by is None or m.type in rule.blocked_by):
                         blocked.update(m.text.split())
             names = {n for n in names - blocked if n.lower() not in self.spec.stoplist}
             if not names:
@@ -261,7 +262,8 @@ class EntityAnnotator:
                                  + r")(?![\w])")
             for a in paper:
                 hits = [h for h in finder.finditer(a.text)
-                        if all(h.end() <= m.start or m.end <= h.start() for m in a.mentions)]
+                        if all(h.end() <= m.start or m.end <= h.start() for m in a.mentions)
+                        and self._in_context(rule, a.text, h.start(), h.end())]
                 if not hits:
                     continue
                 spans = self._overlap_spans(a.text)
@@ -272,6 +274,21 @@ class EntityAnnotator:
                         added += 1
                 a.mentions.sort(key=lambda m: m.start)
         return added
+
+    def _in_context(self, rule, text: str, start: int, end: int) -> bool:
+        """A taught name may stand here: the rule names no context, or its ``before`` matches the
+        text just before the name, or its ``after`` the text just after it."""
+        if rule.before is None and rule.after is None:
+            return True
+        if rule.before is not None and rule.before.search(text[max(0, start - 80):start], timeout=self.timeout):
+            return True
+        return rule.after is not None and rule.after.match(text, end, timeout=self.timeout) is not None
+
+    def keeps(self, text: str, m: Mention) -> bool:
+        """Whether the spec's stoplist and exclusions let ``m`` (found by anything, e.g. the
+        learned tagger) stand in ``text``: not stop-listed, no exclusion of its type touching it."""
+        c = Candidate(m.start, m.end, m.type, m.source, 0, 0)
+        return not self._excluded(text, c, self._overlap_spans(text))
 
 # "Ptychagnostus atavus", "Megistaspis (Paramegistaspis) armata", "Elrathia cf. kingii"
 _FULL_NAME = _re.compile(r"(?P<genus>[A-Z][a-z]{2,})(?: \((?P<sub>[A-Z][a-z]+)\))? (?:(?:cf|aff)\. ?)?(?P<epithet>[a-z]{3,})")

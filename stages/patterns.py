@@ -103,6 +103,15 @@ class Propagation:
     take: Any  # compiled; group "name" (or the whole match) of the mention text is the name
     min_length: int = 4
     priority: int = 30
+    # where a taught name may stand: ``before`` must match the text just before it (anchored at
+    # the name), ``after`` the text just after it; with either given, a place where neither
+    # matches is left alone ("Latorp" in "the Latorp-TØyen succession", not "Cook and Taylor")
+    before: Any = None
+    after: Any = None
+    # the types whose mentions block a name (a word inside one of them is never taught);
+    # None: every other type. A place inside a rock unit's name ("Fågelsång Phosphorite")
+    # should not stop the place being taught, as units are named after places.
+    blocked_by: list[str] | None = None
 
 
 @dataclass
@@ -349,7 +358,8 @@ _PATTERN_KEYS = {"id", "type", "regex", "priority", "ignore_case", "description"
 _GAZ_KEYS = {"id", "type", "file", "column", "where", "header", "delimiter", "case", "min_length",
              "min_words", "stoplist", "drop_regex", "priority", "description"}
 _EXCL_KEYS = {"id", "regex", "match", "types", "ignore_case", "description"}
-_PROP_KEYS = {"id", "type", "from", "take", "min_length", "priority", "description"}
+_PROP_KEYS = {"id", "type", "from", "take", "min_length", "priority", "description", "before", "after",
+              "blocked_by"}
 
 
 def load_entity_spec(path: str | Path, base_dir: str | Path | None = None) -> EntitySpec:
@@ -441,9 +451,17 @@ def load_entity_spec(path: str | Path, base_dir: str | Path | None = None) -> En
                 raise ctx.fail(where, f"`from` names {src!r}, which is no pattern or gazetteer id",
                                f"use ids listed under patterns/gazetteers ({', '.join(sorted(known_sources))})")
         take = ctx.compile(where + " take", item.get("take") or r"(?s).+")
+        before = ctx.compile(where + " before", f"(?:{item['before']})\\Z") if item.get("before") else None
+        after = ctx.compile(where + " after", item["after"]) if item.get("after") else None
+        blocked = None
+        if item.get("blocked_by") is not None:
+            if not isinstance(item["blocked_by"], list):
+                raise ctx.fail(where, "`blocked_by` is not a list", "write `blocked_by: [TAXON, CHRONO]` (types)")
+            blocked = [ctx.type_(where, t, type_names) for t in item["blocked_by"]]
         propagation.append(Propagation(rid, item["type"], [str(x) for x in sources], take,
                                        ctx.int_(where, "min_length", item.get("min_length", 4), lo=1),
-                                       ctx.int_(where, "priority", item.get("priority", 30))))
+                                       ctx.int_(where, "priority", item.get("priority", 30)), before, after,
+                                       blocked))
 
     stop = data.get("stoplist") or []
     if not isinstance(stop, list):

@@ -21,13 +21,18 @@ would add nothing to the corpus it learned from. So the papers are split into ``
 each paper is tagged by a model trained on the other folds' papers (cross-fitting; a corpus of
 one paper cannot be, and is tagged by a model trained on itself).
 
-Two shape rules keep out what the tagger confuses most on the sample corpus: a mention starts
+Shape rules keep out what the tagger confuses most on the sample corpus: a mention starts
 with a capital (the lower-case group names, "trilobites", are a closed class the patterns
 list; the tagger's lower-case finds were mostly rock and body words: "turbidites",
-"sclerites"), and a name followed by a citation tail (a year, "et al.", "in Author", initials:
-"Lindholm 1991", "Wrona, 1989", "Finney, S.C.") is an author, not a place or a taxon. Sections
-in ``skip_sections`` (front matter and acknowledgements by default: names of people and
-institutions) get no tagger mention.
+"sclerites"); a name followed by a citation tail (a year, "et al.", "in Author", "and Author
+in", initials: "Lindholm 1991", "Wrona, 1989", "Finney, S.C.", "Jiang, Z and") is an author,
+not a place or a taxon; and a one-word place shaped like a genus ("Avicennia", "Redlichia",
+"Elrathina", read as places in lists of genera; also a hyphenated pair of them) or ending
+like an adjective ("Antarctic specimens", "South Korean usage") is none. ``tag_sentences`` also holds the tagger's mentions to the pattern file's stoplist and
+exclusions (``keep``): "U.S." of "U.S. Geological Survey" and "California" of "California
+State University" are no places whatever found them. Sections in ``skip_sections`` (front
+matter and acknowledgements by default: names of people and institutions) get no tagger
+mention.
 
 A tagger mention must be of a type in ``types`` and confident: a token is in a mention of type
 T when the CRF's marginal probability of T's labels (B-T plus I-T) at that token is at least
@@ -45,7 +50,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from .errors import InputError
 from .records import AnnotatedSentence, Mention
@@ -175,13 +180,26 @@ def decode(text: str, toks: Sequence[tuple[int, int]], labels: Sequence[str],
     return out
 
 
-# after a name: a year, "et al.", "in Author", "and Author, year", initials ("Finney, S.C.")
-CITATION_TAIL = re.compile(r"\s*(?:,\s*|\(\s*)?(?:\d{4}[a-z]?\b|et al\b|in [A-Z]|and [A-Z][\w'’-]+,? \(?\d{4}|"
-                           r"[A-Z]\.\s?(?:[A-Z]\.)?(?:,|\s+and\b))")
+# after a name: a year, "et al.", "in Author", "and Author, year", "and Author in", initials
+# ("Finney, S.C.", "Jiang, Z and")
+CITATION_TAIL = re.compile(r"\s*(?:,\s*|\(\s*)?(?:\d{4}[a-z]?\b|et al\b|in [A-Z]|and [A-Z][\w'’-]+(?:,? \(?\d{4}| in [A-Z])|"
+                           r"[A-Z]\.?\s?(?:[A-Z]\.)?(?:,|\s+and\b))")
+# a one-word place that looks like a genus ("Avicennia", "Redlichia", "Elrathina", "Fordilla")
+# or a place adjective ("Antarctic specimens"); places no list holds, which the tagger is for,
+# rarely end so ("Fengtan", "Wulingshan", "Bartyrbay"), and the lists hold those that do
+GENUS_SHAPED = re.compile(r"[A-Z][^\W\d_]+(?:ia|ina|ella|illa|ites|aspis|ops|us)")
+ADJECTIVE_SHAPED = re.compile(r"[A-Z][^\W\d_]+(?:tic|ean|ese|ish|ican|ern)")
 
 
 def plausible(text: str, m: Mention) -> bool:
-    """The shape rules (module docstring): a capital first, no citation tail after the name."""
+    """The shape rules (module docstring): a capital first, no citation tail after the name; a
+    LOC of one word (or a hyphenated pair, "Eoredlichia-Wutingaspis Zone") that is genus-shaped,
+    or one whose last word is adjective-shaped ("Antarctic", "South Korean"), is no place."""
+    if m.type == "LOC":
+        if " " not in m.text and all(GENUS_SHAPED.fullmatch(w) for w in m.text.split("-")):
+            return False
+        if ADJECTIVE_SHAPED.fullmatch(m.text.split()[-1]):
+            return False
     return m.text[:1].isupper() and not CITATION_TAIL.match(text, m.end)
 
 
@@ -340,16 +358,21 @@ def union(patterns: Sequence[Mention], tagged: Sequence[Mention]) -> list[Mentio
 
 
 def tag_sentences(tagger: EntityTagger, sentences: Iterable[AnnotatedSentence],
-                  skip_sections: Iterable[str] = ()) -> int:
+                  skip_sections: Iterable[str] = (), keep: Callable[[str, Mention], bool] | None = None) -> int:
     """Add the tagger's mentions to pattern-annotated sentences (in place; ``union``); sentences
-    in ``skip_sections`` or the tagger's own ``params.skip_sections`` get none. Returns the number
-    of mentions added."""
+    in ``skip_sections`` or the tagger's own ``params.skip_sections`` get none. ``keep(text,
+    mention)``, when given, must let a tagger mention stand (the pattern file's stoplist and
+    exclusions: ``EntityAnnotator.keeps``), so "U.S." of "U.S. Geological Survey" stays out
+    whatever found it. Returns the number of mentions added."""
     skip = {s.lower() for s in [*skip_sections, *tagger.params.skip_sections]}
     added = 0
     for a in sentences:
         if a.section.lower() in skip:
             continue
         before = len(a.mentions)
-        a.mentions = union(a.mentions, tagger.tag(a.text))
+        found = tagger.tag(a.text)
+        if keep is not None:
+            found = [m for m in found if keep(a.text, m)]
+        a.mentions = union(a.mentions, found)
         added += len(a.mentions) - before
     return added

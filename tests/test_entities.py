@@ -345,3 +345,80 @@ def test_abbreviated_binomial_gets_the_full_name_seen_earlier_in_the_paper(annot
     norms = [(m.text, m.norm) for a in res for m in a.mentions if m.text.startswith("P.")]
     assert norms == [("P. atavus", None), ("P. gibbus", None), ("P. atavus", "Ptychagnostus atavus"),
                      ("P. atavus", None)]
+
+
+# --- rock units the first held-out STRAT lines missed (rules written from the corpus) -----------
+
+
+def test_phosphorite_is_a_lithology_and_its_place_is_still_taught(annotator, papers):
+    out = annotator.annotate(papers("bergstrom2000"), skip_sections=["references"])
+    unit = _sentence_with(out, "FP marks the Fågelsång Phosphorite")
+    assert [(m.text, m.type) for m in unit.mentions] == [("Fågelsång Phosphorite", "STRAT")]
+    # the place of the unit's name is still a place where it stands alone in the paper
+    alone = _sentence_with(out, "Fågelsång is located about")
+    assert ("Fågelsång", "LOC", "loc.place_in_paper") in _mentions(alone)
+
+
+def test_numbered_and_lettered_beds(annotator, papers):
+    found = _in(annotator, papers("cooper2001"), "within Bed 23")
+    assert ("Bed 23", "STRAT") in found
+    assert ("Bed 5", "STRAT") in _in(annotator, papers("cooper2001"), "Bed 5 of Lindström")
+    assert ("Beds 19–33", "STRAT") in _found(annotator, "Conodonts were collected from Beds 19–33 of the section.")
+    assert ("E bed", "STRAT") in _in(annotator, papers("bergstrom2004"), "just above the E bed")
+    assert ("F/G bed", "STRAT") in _in(annotator, papers("bergstrom2004"), "just above the F/G bed")
+    # a sentence opening "A bed" names no bed; a bed number is not a figure's
+    assert not any(ty == "STRAT" for _, ty in _found(annotator, "A bed of limestone, 2 m thick, caps the section."))
+    assert not any(ty == "STRAT" for _, ty in _found(annotator, "The bed 2.5 m above the base is nodular."))
+
+
+def test_names_listed_before_a_plural_lithology_word(annotator, papers):
+    found = _in(annotator, papers("claybourn2019"), "Parara and Ajax limestones")
+    assert {("Parara", "STRAT"), ("Ajax", "STRAT")} <= found
+    found = _found(annotator, "It occurs in the Wilkawillina and Ajax Limestones of South Australia.")
+    assert {("Wilkawillina", "STRAT"), ("Ajax Limestones", "STRAT")} <= found
+    # one name alone before a lower-case plural is not taken (a place as often as a unit)
+    assert not any(ty == "STRAT" for _, ty in _found(annotator, "Grey Nevada limestones yield trilobites."))
+
+
+def test_a_unit_name_is_taught_to_hyphenated_pairs_only(annotator, papers):
+    out = annotator.annotate(papers("peng2009"), skip_sections=["references"])
+    pair = _sentence_with(out, "Aoxi-Huaqiao contact")
+    assert {("Aoxi", "STRAT", "strat.unit_in_paper"), ("Huaqiao", "STRAT", "strat.unit_in_paper")} <= _mentions(pair)
+    # the paper names the "Taylor Formation" and cites "Cook and Taylor, 1975": a bare name is
+    # taught only beside a hyphen
+    taught = [(a.text, m) for a in out for m in a.mentions if m.source == "strat.unit_in_paper"]
+    assert taught and all("-" in t[m.start - 1:m.end + 1] for t, m in taught)
+    assert not any(m.text == "Taylor" for _, m in taught)
+    sents = [Sentence("a", 0, 1, "body", "The Latorp Limestone is overlain by the TØyen Shale."),
+             Sentence("a", 1, 1, "body", "The Latorp-TØyen succession spans the post-Latorp interval; Latorp is a farm.")]
+    got = [(m.text, m.start) for m in annotator.annotate(sents)[1].mentions if m.source == "strat.unit_in_paper"]
+    assert got == [("Latorp", 4), ("TØyen", 11), ("Latorp", 43)]
+
+
+def test_propagation_context_and_blocked_by_are_validated(tmp_path):
+    from stages.errors import InputError
+
+    base = ("types: {STRAT: {}, LOC: {}}\npatterns:\n  - {id: u, type: STRAT, regex: '[A-Z][a-z]+ Formation'}\n"
+            "propagation:\n  - {id: p, type: STRAT, from: [u], take: '^(?P<name>\\S+)', ")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(base + "blocked_by: [ROCK]}\n")
+    with pytest.raises(InputError, match=r"ROCK"):
+        load_entity_spec(bad)
+    bad.write_text(base + "before: '(['}\n")
+    with pytest.raises(InputError, match=r"before"):
+        load_entity_spec(bad)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(base + "after: '-[A-Z]', blocked_by: []}\n")
+    ann = EntityAnnotator(load_entity_spec(ok))
+    out = ann.annotate([Sentence("a", 0, 1, "body", "The Aoxi Formation lies below."),
+                        Sentence("a", 1, 1, "body", "Aoxi is a village; the Aoxi-Huaqiao contact.")])
+    assert [(m.text, m.start) for m in out[1].mentions] == [("Aoxi", 23)]
+
+
+def test_a_range_of_numbered_stages_is_one_mention(annotator, papers):
+    found = _in(annotator, papers("claybourn2019"), "during Cambrian Series 2, Stages 3–4")
+    assert {("Cambrian Series 2", "CHRONO"), ("Stages 3–4", "CHRONO")} <= found
+    found = _found(annotator, "Mollusks from the Cambrian Series 2–3 Hanford Brook Formation are known.")
+    assert ("Cambrian Series 2–3", "CHRONO") in found and ("Hanford Brook Formation", "STRAT") in found
+    # a plural rank word with one number is no unit; figure ranges are not stages
+    assert not any(ty == "CHRONO" for _, ty in _found(annotator, "See Figures 2–3 and Tables 3–4."))

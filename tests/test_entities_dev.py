@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_entities_dev import DEV_SET, HELDOUT, annotate_dev, read_dev_set, run, score_dev
+from benchmarks.bench_entities_dev import DEV_SET, HELDOUT, HELDOUT2, HELDOUT3, annotate_dev, read_dev_set, run, score_dev
 from stages.entities import EntityAnnotator
 from stages.errors import InputError
 from stages.patterns import load_entity_spec
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RELATION_GOLD_PAPERS = ("babcock2007", "peng2012", "ICS2015", "brasier1994", "cohen2013")
 
 
-PARTS = {"dev": (DEV_SET, 150), "heldout": (HELDOUT, 95)}
+PARTS = {"dev": (DEV_SET, 150), "heldout": (HELDOUT, 95), "heldout2": (HELDOUT2, 43), "heldout3": (HELDOUT3, 26)}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,25 @@ def test_nine_papers_none_of_the_relation_gold_set_none_in_both_parts():
     for path in (DEV_SET, HELDOUT):
         keys = [(r["doc_id"], r["sent_id"]) for r in read_dev_set(path)]
         assert len(set(keys)) == len(keys)
+
+
+@pytest.mark.parametrize("part", ["heldout2", "heldout3"])
+def test_later_blind_parts_share_no_text_with_the_others_and_no_gold_paper(part):
+    """The second and third blind STRAT parts (each drawn after the earlier ones were scored)
+    hold no sentence, nor a 60-character stretch of one, of the earlier parts, and no paper of
+    the relation gold set."""
+    new = read_dev_set(PARTS[part][0])
+    earlier = [DEV_SET, HELDOUT] + ([HELDOUT2] if part == "heldout3" else [])
+    old = [r for path in earlier for r in read_dev_set(path)]
+    assert not any(r["doc_id"].startswith(RELATION_GOLD_PAPERS) for r in new)
+    for r in new:
+        t = r["text"]
+        for o in old:
+            if o["doc_id"] == r["doc_id"]:
+                assert not any(t[i:i + 60] in o["text"] for i in range(0, max(1, len(t) - 60), 10)), (r["sent_id"], o["sent_id"])
+    keys = [(r["doc_id"], r["sent_id"]) for r in new]
+    assert len(set(keys)) == len(keys)
+    assert sum(m["type"] == "STRAT" for r in new for m in r["mentions"]) >= 30
 
 
 def test_conventions_direction_words_and_stage_words_outside_spans(rows):
@@ -112,8 +131,9 @@ def test_bench_keeps_the_bgs_figures_of_the_report(gazetteers, tmp_path):
     res = run(key="entities_dev", report=report, mined_dir=None)
     out = json.loads(report.read_text())
     assert out["scores"] == {"LEXICON": {"exact": {"f1": 0.9}}} and out["gold_file"] == "bgs"
-    assert set(res) == {"entities_dev", "entities_dev_heldout"}
-    for key, path in (("entities_dev", DEV_SET), ("entities_dev_heldout", HELDOUT)):
+    assert set(res) == {"entities_dev", "entities_dev_heldout", "entities_dev_heldout2", "entities_dev_heldout3"}
+    for key, path in (("entities_dev", DEV_SET), ("entities_dev_heldout", HELDOUT), ("entities_dev_heldout2", HELDOUT2),
+                      ("entities_dev_heldout3", HELDOUT3)):
         assert out[key]["scores"] == res[key]["scores"] and res[key]["sentences"] == len(read_dev_set(path))
 
 

@@ -182,3 +182,56 @@ def test_shape_rules_keep_out_authors_and_lower_case_words_and_skipped_sections(
     front = AnnotatedSentence("doc", 1, 1, "front", text, "prose", [])
     body = AnnotatedSentence("doc", 2, 1, "body", text, "prose", [])
     assert T.tag_sentences(tagger, [front, body]) == len(body.mentions) > 0 and front.mentions == []
+
+
+def test_genus_and_adjective_shaped_places_and_the_pattern_exclusions_keep_tagger_places_out(tmp_path):
+    """Sentences of the sample corpus where the tagger read genera, adjectives, authors and
+    institutions as places: a one-word LOC shaped like a genus or an adjective is none, "and
+    Author in" and "Name, Z and" are citation tails, and the pattern file's exclusions
+    (institutions) and stoplist hold for the tagger's mentions too."""
+    from stages.entities import EntityAnnotator
+    from stages.patterns import load_entity_spec
+
+    def m(text, name, typ="LOC"):
+        i = text.index(name)
+        return Mention(i, i + len(name), name, typ, T.SOURCE)
+
+    for text, name in (("Only Avicennia, however, occurred at polar latitudes", "Avicennia"),
+                       ("earlier Cambrian taxa such as Redlichia and Eoredlichia from the early Cambrian", "Redlichia"),
+                       ("polymerid trilobites Ptychoparella (incorporating Elrathina as a junior synonym)", "Elrathina"),
+                       ("shorter caudal extension than in Fordilla, a taxon not reported", "Fordilla"),
+                       ("the Antarctic specimens appear to conform", "Antarctic"),
+                       ("to the Eoredlichia-Wutingaspis Zone of South China", "Eoredlichia-Wutingaspis"),
+                       ("the Gonggairian Stage of South Korean regional usage", "South Korean"),
+                       ("taxa Kulparina rostrata Conway Morris and Bengtson in Bengtson et al., 1990", "Conway Morris"),
+                       ("(Ulakhan-Sulugur): Xing Y, Luo, H, Jiang, Z and Zhang, S (Meishucun)", "Jiang")):
+        assert not T.plausible(text, m(text, name)), name
+    # the same endings stay TAXON-shaped, and real places the tagger found stay
+    assert T.plausible("Only Avicennia, however,", m("Only Avicennia, however,", "Avicennia", "TAXON"))
+    for text, name in (("sections near Paibi and Wangcun, Hunan Province, China", "Paibi"),
+                       ("south side of the Fengtan Reservoir, Youshui River", "Fengtan Reservoir"),
+                       ("at Bartyrbay Ravine (Kazakhstan), Black Mountain (Australia)", "Bartyrbay Ravine"),
+                       ("Mexico (Sonora), and the United States", "Sonora"),
+                       ("aya Formation, Eastern Transbaikalia, figured by", "Eastern Transbaikalia")):
+        assert T.plausible(text, m(text, name)), name
+
+    root = Path(__file__).resolve().parents[1]
+    ann = EntityAnnotator(load_entity_spec(root / "data/patterns/entities.yaml", base_dir=root))
+    text = "topographic quadrangle map (U.S. Geological Survey, 1971, 1:24,000 scale)"
+    assert not ann.keeps(text, m(text, "U.S."))
+    text = "Professor of Geological Sciences at California State University at Long Beach"
+    assert not ann.keeps(text, m(text, "California"))
+    text = "units (e.g. Systems, Series, and Stages) on which"
+    assert not ann.keeps(text, m(text, "Series"))
+    text = "sections near Paibi and Wangcun, Hunan Province, China"
+    assert ann.keeps(text, m(text, "Paibi"))
+
+    p = T.TaggerParams()
+    T.train(T.training_sequences(_corpus(), p), p, tmp_path / "m.crfsuite")
+    tagger = T.EntityTagger(tmp_path / "m.crfsuite", p)
+    text = "We describe Zacanthoides spinosus from Idaho, where it is common."
+    kept = AnnotatedSentence("doc", 1, 1, "body", text, "prose", [])
+    dropped = AnnotatedSentence("doc", 2, 1, "body", text, "prose", [])
+    assert T.tag_sentences(tagger, [kept]) > 0 and any(x.text == "Idaho" for x in kept.mentions)
+    T.tag_sentences(tagger, [dropped], keep=lambda t, x: x.type != "LOC")
+    assert dropped.mentions and not any(x.type == "LOC" for x in dropped.mentions)
