@@ -112,7 +112,7 @@ def main() -> None:
     from stages import weak as W
     from stages.params import parse_params
     from stages.patterns import load_entity_types, load_relations_spec
-    from stages.relations import RelationLabeller, drop_excluded
+    from stages.relations import RelationLabeller
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sample", default=str(CURATOR))
@@ -127,7 +127,7 @@ def main() -> None:
     recs = read_sample(Path(args.sample))
     truth = [r["label"] for r in recs]
     view = sample_view(recs, lab)
-    corpus, _ = drop_excluded(corpus_examples(lab, args.entities_dir), spec)  # label_sentence dropped them already
+    corpus = corpus_examples(lab, args.entities_dir)  # label_sentence leaves the excluded pairs out
     shipped = parse_params(W.WeakParams, load_section("label_model", ROOT / "params.yaml"), "label_model")
     sample_shares = shares(view, truth)
     curator_prior = {g: d["no_relation_prior"] for g, d in sample_shares.items()}
