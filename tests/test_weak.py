@@ -567,35 +567,3 @@ def test_calibration_keeps_argmax_where_a_threshold_would_switch_a_relation_off(
     argmax = [labels[k] for k in probs.argmax(1)]
     for rel in ("r", "s"):
         assert (rel in argmax) <= (rel in decided), rel  # never switched off
-
-
-def test_shipped_part_of_and_unit_name_vetoes_on_real_sentences():
-    """claybourn2019 / peng2009 / bergstrom2000: units side by side in a list or in contact are not
-    nested, a member then its formation is left to the other sources; a place that opens a unit's name
-    is not where the taxon was found."""
-    spec = load_relations_spec(RELATIONS, load_entity_types(ENTITIES))
-    lab = RelationLabeller(spec)
-
-    def rules_of(text, names):
-        return {(e.subj.text, e.obj.text): e.rules for e in lab.label_sentence(_sentence(text, names))}
-
-    listed = rules_of("Anabarella, Pelagiella, and Stenotheca occur in the uppermost Kulpara Formation and "
-                      "disconformably overlying Parara Limestone in the western Stansbury Basin.",
-                      [("Kulpara Formation", "STRAT"), ("Parara Limestone", "STRAT")])
-    assert {"veto.list_co_members", "veto.superposition"} <= set(next(iter(listed.values())))
-    bracketed = rules_of("The study area includes the Huaqiao Formation (middle Cambrian carbonate), Kaili Formation "
-                         "(middle Cambrian), and Hsuchuang Formation.",
-                         [("Huaqiao Formation", "STRAT"), ("Kaili Formation", "STRAT")])
-    assert "veto.list_co_members" in next(iter(bracketed.values()))
-    resting = rules_of("The Huaqiao Formation rests on the Aoxi Formation.",
-                       [("Huaqiao Formation", "STRAT"), ("Aoxi Formation", "STRAT")])
-    assert "veto.superposition" in next(iter(resting.values()))
-    member = rules_of("Iapetognathus fluctivagus from the measured section (Lower Broom Point Member, Green Point "
-                      "Formation), western Newfoundland.",
-                      [("Lower Broom Point Member", "STRAT"), ("Green Point Formation", "STRAT")])
-    assert not any(r.startswith("veto.") for r in next(iter(member.values())))
-    name = rules_of("Traditionally, the base of the Nemagraptus gracilis Biozone was placed at the Fågelsång "
-                    "Phosphorite, in southern Sweden.",
-                    [("Nemagraptus gracilis", "TAXON"), ("Fågelsång", "LOC"), ("Sweden", "LOC")])
-    assert "veto.place_in_unit_name" in name[("Nemagraptus gracilis", "Fågelsång")]
-    assert "veto.place_in_unit_name" not in name[("Nemagraptus gracilis", "Sweden")]
