@@ -588,8 +588,11 @@ def dev_macro_f1(model: torch.nn.Module, tokenizer: Any, entity_types: list[str]
 
 
 def select_score(scores: dict[str, float], select_by: str) -> float:
-    """The number the epoch is chosen by (higher is better): a dev F1, or minus the dev loss."""
-    return -scores["loss"] if select_by == "loss" else scores[select_by]
+    """The number the epoch is chosen by (higher is better): a dev F1, or minus the dev loss
+    (0 without a dev split: every epoch ties, as with the F1 of no pairs)."""
+    if select_by == "loss":
+        return -scores["loss"] if "loss" in scores else 0.0
+    return scores.get(select_by, 0.0)
 
 
 def dev_scores(model: torch.nn.Module, tokenizer: Any, entity_types: list[str], labels: list[str],

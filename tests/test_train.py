@@ -139,6 +139,7 @@ def test_select_by_counts_no_relation_where_the_positive_f1_does_not():
     assert select_score(scores, "positive_macro_f1") == 0.9
     assert select_score(scores, "macro_f1_all") == 0.6
     assert select_score(scores, "loss") == -0.4
+    assert select_score({"positive_macro_f1": 0.0}, "loss") == 0.0  # no dev split
     with pytest.raises(ParamsError, match="select_by"):
         parse_params(TrainParams, {"select_by": "accuracy"}, "train")
 
