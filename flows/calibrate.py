@@ -33,15 +33,17 @@ from stages.records import atomic_write_json, read_examples
 
 
 def calibration_examples(p: CalibrateParams, log: Any) -> list:
-    """The gold pairs of ``gold_dir`` when it holds any, else the dev split. Thresholds tuned on a
-    pattern-labelled dev split learn agreement with the patterns; gold pairs teach the real thing."""
+    """The gold pairs of ``gold_dir`` (a folder of JSONL files, or one JSONL file) when it holds any,
+    else the dev split. Thresholds tuned on a pattern-labelled dev split learn agreement with the
+    patterns; gold pairs teach the real thing."""
     from pathlib import Path
 
     from stages.records import scan_examples
 
-    if p.gold_dir and Path(p.gold_dir).is_dir():
+    where = Path(p.gold_dir) if p.gold_dir else None
+    if where is not None and (where.is_dir() or where.is_file()):
         gold = []
-        for f in sorted(Path(p.gold_dir).glob("*.jsonl")):
+        for f in (sorted(where.glob("*.jsonl")) if where.is_dir() else [where]):
             good, bad = scan_examples(f, "gold")
             gold += good
             for msg in bad:

@@ -2,9 +2,12 @@
 
 A plain torch loop (through ``accelerate`` for device placement, mixed precision and
 multi-GPU): every example is encoded once, batches are grouped by length and padded
-only to their longest item, the dev split is scored after each epoch (macro-F1 over the
-positive relations, or its PU risk under ``train.unlabelled``) and training stops when it has not improved for ``patience`` epochs;
-the best epoch's weights are saved.
+only to their longest item, the dev split is scored after each epoch (``train.select_by``: macro-F1
+over the positive relations, macro-F1 with NO_RELATION as a class, or the dev loss; its PU risk
+under ``train.unlabelled``) and training stops when it has not improved for ``patience`` epochs;
+the best epoch's weights are saved. On weak labels the positive macro-F1 rewards a model that
+calls every candidate related (most weak dev pairs are) and so keeps the first epoch, before the
+model has learnt what the vetoes say; the scores that count NO_RELATION do not.
 
 Weak labels are sure only where a rule fired; ``train.unlabelled`` (``pu`` / ``pnu``) learns the
 other pairs as unlabelled with the non-negative PU risk, per type pair, with the label model's
@@ -37,6 +40,7 @@ from . import model as M
 log = logging.getLogger(__name__)
 
 LogFn = Callable[[int, dict[str, float]], None]
+SELECT_BY = ("positive_macro_f1", "macro_f1_all", "loss")
 
 
 @dataclass
@@ -62,7 +66,10 @@ class TrainParams:
     scheduler: Literal["linear", "cosine"] = "linear"
     warmup_ratio: float = 0.06
     epochs: int = 8
-    patience: int = 2                     # epochs without dev macro-F1 gain before stopping (min 1)
+    patience: int = 2                     # epochs without a better dev score (select_by) before stopping (min 1)
+    # what picks the epoch on the dev split: positive_macro_f1 (macro-F1 over the positive relations),
+    # macro_f1_all (NO_RELATION counted as a class too) or loss (dev cross-entropy against its labels)
+    select_by: Literal["positive_macro_f1", "macro_f1_all", "loss"] = "positive_macro_f1"
     label_smoothing: float = 0.0
     imbalance: Literal["none", "class_weights", "focal", "resample"] = "class_weights"
     focal_gamma: float = 2.0
@@ -101,6 +108,9 @@ class TrainParams:
             raise ValueError("patience, max_train_examples and focal_gamma must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError("device must be auto, cpu or cuda")
+        if self.select_by not in SELECT_BY:
+            raise ValueError(f"train.select_by must be one of {', '.join(SELECT_BY)} (got {self.select_by!r}); "
+                             "fix it in params.yaml")
         if self.unlabelled not in ("none", "pu", "pnu"):
             raise ValueError(f"train.unlabelled must be none, pu or pnu (got {self.unlabelled!r}); "
                              "fix it in params.yaml")
@@ -526,18 +536,20 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
                         log_fn(step, {"train/loss": run_loss / run_n, "train/lr": sched.get_last_lr()[0]})
                     run_loss, run_n = 0.0, 0
         train_seconds += time.perf_counter() - t0
-        f1, risk = dev_scores(acc.unwrap_model(model), tokenizer, entity_types, labels, dev, p, acc.device,
-                              dev_plan)
+        dev_s = dev_scores(acc.unwrap_model(model), tokenizer, entity_types, labels, dev, p, acc.device, dev_plan)
+        f1, risk = dev_s["positive_macro_f1"], dev_s.get("pu_risk")
         history.append({"epoch": epoch, "step": step, "dev_macro_f1": f1,
-                        **({"dev_pu_risk": risk} if risk is not None else {})})
+                        **{f"dev_{k}": v for k, v in dev_s.items() if k != "positive_macro_f1"}})
         # PU training departs from the dev split's weak labels on purpose: its epochs are chosen by
-        # the dev PU risk, the others by dev macro-F1
-        score = -risk if risk is not None else f1
-        log.info("epoch %d/%d done: dev macro-F1 %.4f%s, %.1f samples/s", epoch, p.epochs, f1,
-                 f", dev PU risk {risk:.4f}" if risk is not None else f" (best {max(best_f1, f1):.4f})",
-                 seen / train_seconds)
+        # the dev PU risk, the others by select_by
+        score = -risk if risk is not None else select_score(dev_s, p.select_by)
+        log.info("epoch %d/%d done: dev macro-F1 %.4f (with NO_RELATION %.4f), dev loss %.4f%s, %.1f samples/s",
+                 epoch, p.epochs, f1, dev_s.get("macro_f1_all", 0.0), dev_s.get("loss", 0.0),
+                 f", dev PU risk {risk:.4f}" if risk is not None else "", seen / train_seconds)
         if log_fn and acc.is_main_process:
-            log_fn(step, {"dev/macro_f1": f1, "epoch": epoch, **({"dev/pu_risk": risk} if risk is not None else {})})
+            log_fn(step, {"dev/macro_f1": f1, "epoch": epoch,
+                          **({"dev/macro_f1_all": dev_s["macro_f1_all"], "dev/loss": dev_s["loss"]} if dev else {}),
+                          **({"dev/pu_risk": risk} if risk is not None else {})})
         if score > best_score:
             best_score, best_epoch, bad_epochs = score, epoch, 0
             best_f1 = f1
@@ -546,7 +558,7 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
             bad_epochs += 1
             if dev and bad_epochs >= max(p.patience, 1):
                 log.info("early stop: dev %s has not improved for %d epochs",
-                         "PU risk" if dev_plan is not None else "macro-F1", bad_epochs)
+                         "PU risk" if dev_plan is not None else p.select_by, bad_epochs)
                 break
 
     final = acc.unwrap_model(model)
@@ -572,16 +584,32 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
 
 def dev_macro_f1(model: torch.nn.Module, tokenizer: Any, entity_types: list[str], labels: list[str],
                  dev: Sequence[Example], p: TrainParams, device: torch.device) -> float:
-    return dev_scores(model, tokenizer, entity_types, labels, dev, p, device)[0]
+    return dev_scores(model, tokenizer, entity_types, labels, dev, p, device)["positive_macro_f1"]
+
+
+def select_score(scores: dict[str, float], select_by: str) -> float:
+    """The number the epoch is chosen by (higher is better): a dev F1, or minus the dev loss
+    (0 without a dev split: every epoch ties, as with the F1 of no pairs)."""
+    if select_by == "loss":
+        return -scores["loss"] if "loss" in scores else 0.0
+    return scores.get(select_by, 0.0)
 
 
 def dev_scores(model: torch.nn.Module, tokenizer: Any, entity_types: list[str], labels: list[str],
                dev: Sequence[Example], p: TrainParams, device: torch.device,
-               dev_plan: PUPlan | None = None) -> tuple[float, float | None]:
-    """Dev macro-F1 over the positive relations (against the dev split's labels) and, with a PU
-    plan for the dev split, its PU risk (what PU training minimises; lower is better)."""
+               dev_plan: PUPlan | None = None) -> dict[str, float]:
+    """The dev split's scores against its labels: macro-F1 over the positive relations, macro-F1
+    with NO_RELATION as a class too, the mean cross-entropy of the labels (``loss``) and, with a
+    PU plan for the dev split, its PU risk (what PU training minimises; lower is better).
+
+    Why more than the positive macro-F1: on weak labels most dev pairs are some relation, so a
+    model that calls every candidate the relation its types allow scores high on the positive
+    relations while it has learnt nothing of what the label sources say against a pair; the
+    other two scores count the NO_RELATION pairs."""
+    from .evaluate import relation_scores
+
     if not dev:
-        return 0.0, None
+        return {"positive_macro_f1": 0.0}
     meta = M.ModelMeta(labels=labels, entity_types=entity_types, base_model="", lora=p.lora,
                        max_length=p.max_length)
     clf = M.RelationClassifier(model, tokenizer, meta, device=str(device))
@@ -590,14 +618,16 @@ def dev_scores(model: torch.nn.Module, tokenizer: Any, entity_types: list[str], 
     finally:
         model.train()
     pred = [labels[i] for i in logits.argmax(-1).tolist()]
-    f1 = positive_macro_f1([e.label for e in dev], pred)
-    risk = None
+    gold = [e.label for e in dev]
+    s = relation_scores(gold, pred)
+    label2id = {l: i for i, l in enumerate(labels)}
+    y = torch.tensor([label2id.get(l, 0) for l in gold])
+    out = {"positive_macro_f1": s["macro_f1"], "macro_f1_all": s["macro_f1_all"],
+           "loss": float(F.cross_entropy(logits.float(), y))}
     if dev_plan is not None:
-        label2id = {l: i for i, l in enumerate(labels)}
-        y = torch.tensor([label2id.get(e.label, 0) for e in dev])
         with torch.no_grad():
-            risk = float(pu_loss(logits, y, range(len(dev)), dev_plan, label2id[NO_RELATION], len(dev), 1.0))
-    return f1, risk
+            out["pu_risk"] = float(pu_loss(logits, y, range(len(dev)), dev_plan, label2id[NO_RELATION], len(dev), 1.0))
+    return out
 
 
 def save_atomically(out: Path, model: torch.nn.Module, tokenizer: Any, meta: M.ModelMeta) -> None:
@@ -633,5 +663,6 @@ def result_report(r: TrainResult, p: TrainParams) -> dict[str, Any]:
         "model": p.model,
         "lora": p.lora,
         "unlabelled": p.unlabelled,
+        "select_by": p.select_by,
         **({"pu": r.pu} if r.pu else {}),
     }

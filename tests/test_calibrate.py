@@ -227,3 +227,30 @@ def test_a_tuned_threshold_is_kept_only_where_it_beats_argmax_cross_fitted(infor
         assert cal.thresholds["occurs_in"] is None
     unchecked = fit_calibration(logits, gold, LABELS, *types, ALLOWED, cross_fit_repeats=0)
     assert unchecked.thresholds["occurs_in"] == v["tuned_threshold"]
+
+
+def test_calibration_pairs_come_from_a_gold_folder_or_one_file(tmp_path):
+    """calibrate.gold_dir may name the curator's own labelled file (tests/data/relations_curator.jsonl,
+    whose records carry extra fields) as well as a folder; neither: the dev split."""
+    import logging
+    import shutil
+    from pathlib import Path
+
+    from flows.calibrate import calibration_examples
+    from stages.calibrate import CalibrateParams
+    from stages.records import write_jsonl
+    from helpers import made_examples
+
+    curator = Path(__file__).parent / "data" / "relations_curator.jsonl"
+    dev = tmp_path / "dev.jsonl"
+    write_jsonl(dev, made_examples())
+    log = logging.getLogger("test")
+    from_file = calibration_examples(CalibrateParams(dev=str(dev), gold_dir=str(curator)), log)
+    assert len(from_file) == 150 and {e.label for e in from_file} >= {"found_at", "NO_RELATION"}
+    folder = tmp_path / "gold"
+    folder.mkdir()
+    shutil.copy(curator, folder / "curator.jsonl")
+    assert [e.id for e in calibration_examples(CalibrateParams(dev=str(dev), gold_dir=str(folder)), log)] == \
+        [e.id for e in from_file]
+    missing = calibration_examples(CalibrateParams(dev=str(dev), gold_dir=str(tmp_path / "none")), log)
+    assert [e.id for e in missing] == [e.id for e in made_examples()]

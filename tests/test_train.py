@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from stages import model as M
 from stages.params import ParamsError, parse_params
 from stages.train import (TrainParams, balanced_class_weights, classification_loss, positive_macro_f1,
-                          train_model)
+                          select_score, train_model)
 from helpers import made_examples, make_tiny_bert
 
 
@@ -121,6 +121,43 @@ def test_early_stopping_on_flat_dev_f1(tiny_bert, tmp_path):
     r = train_model(p, made_examples(repeat=2), made_examples())
     assert r.epochs_run == 3 and r.best_epoch == 1
     assert len({h["dev_macro_f1"] for h in r.history}) == 1
+
+
+def test_select_by_counts_no_relation_where_the_positive_f1_does_not():
+    """On weak dev labels most pairs are related: calling every pair related scores higher on the
+    positive relations than a model that finds the vetoed pairs but misses two related pairs; the
+    macro-F1 with NO_RELATION ranks them the other way. The loss is turned into a higher-is-better score."""
+    from stages.evaluate import relation_scores
+
+    gold = ["r"] * 8 + ["NO_RELATION"] * 2
+    everything = ["r"] * 10
+    learnt = ["r"] * 6 + ["NO_RELATION"] * 4
+    s_all, s_learnt = relation_scores(gold, everything), relation_scores(gold, learnt)
+    assert s_all["macro_f1"] > s_learnt["macro_f1"]
+    assert s_all["macro_f1_all"] < s_learnt["macro_f1_all"]
+    scores = {"positive_macro_f1": 0.9, "macro_f1_all": 0.6, "loss": 0.4}
+    assert select_score(scores, "positive_macro_f1") == 0.9
+    assert select_score(scores, "macro_f1_all") == 0.6
+    assert select_score(scores, "loss") == -0.4
+    assert select_score({"positive_macro_f1": 0.0}, "loss") == 0.0  # no dev split
+    with pytest.raises(ParamsError, match="select_by"):
+        parse_params(TrainParams, {"select_by": "accuracy"}, "train")
+
+
+def test_select_by_loss_keeps_the_epoch_of_the_lowest_dev_loss(tiny_bert, tmp_path):
+    p = TrainParams(model=str(tiny_bert), out_dir=str(tmp_path / "m"), epochs=4, patience=10, lr=5e-3,
+                    batch_size=8, lora_r=4, lora_alpha=8, lora_target_modules=["query", "value"], device="cpu",
+                    warmup_ratio=0.0, select_by="loss")
+    r = train_model(p, made_examples(repeat=2), made_examples())
+    losses = [h["dev_loss"] for h in r.history]
+    assert len(losses) == 4 and all("dev_macro_f1_all" in h for h in r.history)
+    assert r.best_epoch == 1 + losses.index(min(losses))
+    # the saved model is that epoch's (LoRA merged on load moves the loss in the 4th decimal)
+    clf = M.load_model(tmp_path / "m", device="cpu", dtype="float32")
+    dev = made_examples()
+    y = torch.tensor([r.labels.index(e.label) for e in dev])
+    got = F.cross_entropy(clf.logits(dev), y).item()
+    assert min(range(4), key=lambda i: abs(losses[i] - got)) == r.best_epoch - 1
 
 
 def test_two_process_ddp_training_on_cpu(tiny_bert, tmp_path):
