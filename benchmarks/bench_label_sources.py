@@ -163,7 +163,7 @@ def main() -> None:
                 pred.append(by_id[v.id].label)
             else:
                 p = post[v.id]
-                pred.append(max(p, key=p.get))
+                pred.append(W.most_probable(p))
         result["label_model"][name] = {
             "no_relation_prior": wp.no_relation_prior, "class_balance": res.fitted.pi,
             "pairs_not_in_corpus": len(missing), **scores(truth, pred)}

@@ -288,11 +288,11 @@ def main() -> None:
 
     record("rules:patterns", [v.label for v in view])
     post = W.posteriors(res.fitted, sources, view)
-    record("rules:label_model", [max(p, key=p.get) for p in post])
+    record("rules:label_model", [W.most_probable(p) for p in post])
     wp = W.WeakParams()
     src_sep = W.Sources(spec, {}, wp.consistency, False)
     res_sep = W.weak_label(corpus, src_sep, wp)
-    record("rules:label_model_vetoes_apart", [max(p, key=p.get) for p in W.posteriors(res_sep.fitted, src_sep, view)])
+    record("rules:label_model_vetoes_apart", [W.most_probable(p) for p in W.posteriors(res_sep.fitted, src_sep, view)])
     record("rules:cooccurrence", [G.cooccurrence_label(g, {n: r.args for n, r in spec.relations.items()}) for g in gold])
 
     clf = fit_lr(x, np.array([e.label for e in corpus]))

@@ -242,7 +242,7 @@ def label_gold(gold: Sequence[Example], rules: RuleLabellers,
         extra["rules"] = [v.rules for v in view]
         if rules.fitted is not None:
             post = W.posteriors(rules.fitted, rules.sources, view)
-            preds["label_model"] = [max(p, key=p.get) for p in post]
+            preds["label_model"] = [W.most_probable(p) for p in post]
             extra["label_model_probs"] = post
         preds["cooccurrence"] = [cooccurrence_label(g, rules.relation_args or {}) for g in gold]
     labels, conf = decide(gold)

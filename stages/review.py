@@ -77,9 +77,11 @@ class ReviewItem:
 
 def label_model_choice(ex: Example) -> tuple[str | None, float | None]:
     """The label model's most probable class for an example and its probability (None without probs)."""
+    from .weak import most_probable
+
     if not ex.probs:
         return None, None
-    best = max(sorted(ex.probs), key=lambda c: ex.probs[c])
+    best = most_probable(ex.probs)
     return best, float(ex.probs[best])
 
 

@@ -327,13 +327,6 @@ def label_list(train: Sequence[Example], dev: Sequence[Example]) -> list[str]:
     return sorted(set(labels) | set(missing))
 
 
-def positive_macro_f1(gold: Sequence[str], pred: Sequence[str]) -> float:
-    """Macro-F1 over the positive relations (NO_RELATION left out), from the metrics module."""
-    from .evaluate import relation_scores
-
-    return relation_scores(gold, pred)["macro_f1"]
-
-
 def make_scheduler(opt: torch.optim.Optimizer, kind: str, total: int, warmup: int):
     from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
@@ -580,11 +573,6 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
         trainable_params=n_train_params, total_params=n_params, device=str(acc.device), history=history,
         mixed_precision=precision, pu=plan.info if plan else None, model=final,
     )
-
-
-def dev_macro_f1(model: torch.nn.Module, tokenizer: Any, entity_types: list[str], labels: list[str],
-                 dev: Sequence[Example], p: TrainParams, device: torch.device) -> float:
-    return dev_scores(model, tokenizer, entity_types, labels, dev, p, device)["positive_macro_f1"]
 
 
 def select_score(scores: dict[str, float], select_by: str) -> float:

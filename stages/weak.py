@@ -260,8 +260,15 @@ def weak_label(examples: list[Example], sources: Sources, params: WeakParams) ->
     out = []
     for ex, q in zip(examples, fitted.posteriors):
         probs = {c: round(float(x), 4) for c, x in zip(fitted.classes, q) if x > 0}
-        out.append(_relabel(ex, max(probs, key=probs.get), probs))
+        out.append(_relabel(ex, most_probable(probs), probs))
     return WeakResult(out, fitted, votes)
+
+
+def most_probable(probs: dict[str, float]) -> str:
+    """The label model's decision for one pair: its most probable class (of equals, the first in
+    the classes' order). The labels written to data/relations, the gold table's label-model column
+    and the review batch all decide by it."""
+    return max(probs, key=probs.get)
 
 
 def _relabel(ex: Example, label: str, probs: dict[str, float]) -> Example:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from stages import model as M
 from stages.params import ParamsError, parse_params
-from stages.train import (TrainParams, balanced_class_weights, classification_loss, positive_macro_f1,
+from stages.train import (TrainParams, balanced_class_weights, classification_loss,
                           select_score, train_model)
 from helpers import made_examples, make_tiny_bert
 
@@ -73,11 +73,15 @@ def test_length_grouped_batches_cover_all_and_cut_padding():
     assert padded < 0.8 * naive
 
 
-def test_positive_macro_f1_leaves_out_no_relation():
+def test_the_dev_macro_f1_leaves_out_no_relation_and_macro_f1_all_does_not():
+    from stages.evaluate import relation_scores
+
     gold = ["a", "a", "b", "NO_RELATION", "NO_RELATION"]
     pred = ["a", "b", "b", "NO_RELATION", "a"]
-    # a: P 1/2 R 1/2 F 0.5; b: P 1/2 R 1 F 2/3
-    assert positive_macro_f1(gold, pred) == pytest.approx((0.5 + 2 / 3) / 2)
+    # a: P 1/2 R 1/2 F 0.5; b: P 1/2 R 1 F 2/3; NO_RELATION: P 1 R 1/2 F 2/3
+    s = relation_scores(gold, pred)
+    assert s["macro_f1"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert s["macro_f1_all"] == pytest.approx((0.5 + 2 / 3 + 2 / 3) / 3)
 
 
 def test_params_are_validated():
