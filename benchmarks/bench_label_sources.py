@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, write
+from benchmarks.common import ROOT, weak_params, write
 
 CURATOR = ROOT / "tests/data/relations_curator.jsonl"
 
@@ -107,10 +107,8 @@ def scores(truth: list[str], pred: list[str]) -> dict[str, Any]:
 
 
 def main() -> None:
-    from flows.common import load_section
     from stages import gold as G
     from stages import weak as W
-    from stages.params import parse_params
     from stages.patterns import load_entity_types, load_relations_spec
     from stages.relations import RelationLabeller
 
@@ -128,7 +126,7 @@ def main() -> None:
     truth = [r["label"] for r in recs]
     view = sample_view(recs, lab)
     corpus = corpus_examples(lab, args.entities_dir)  # label_sentence makes no candidate of an excluded pair
-    shipped = parse_params(W.WeakParams, load_section("label_model", ROOT / "params.yaml"), "label_model")
+    shipped = weak_params()
     sample_shares = shares(view, truth)
     curator_prior = {g: d["no_relation_prior"] for g, d in sample_shares.items()}
     variants = {

@@ -63,6 +63,15 @@ def train_params(overrides: dict[str, Any] | None = None, params_path: str | Pat
     return parse_params(TrainParams, raw, "train")
 
 
+def weak_params(params_path: str | Path = "params.yaml"):
+    """params.yaml's label_model section, validated: the label model the relations stage fits."""
+    from flows.common import load_section
+    from stages.params import parse_params
+    from stages.weak import WeakParams
+
+    return parse_params(WeakParams, load_section("label_model", ROOT / params_path), "label_model")
+
+
 def bench_path(name: str) -> Path:
     return BENCH_DIR / f"{name}.json"
 
@@ -102,6 +111,6 @@ def weak_corpus(relations: str, entity_patterns: str, entities_dir: str):
     for f in sorted(glob.glob(f"{entities_dir}/*.jsonl")):
         with open(f, encoding="utf-8") as fh:
             corpus += [ex for line in fh for ex in lab.label_sentence(AnnotatedSentence.from_dict(json.loads(line)))]
-    wp = W.WeakParams()
+    wp = weak_params()
     sources = W.Sources(spec, {}, wp.consistency, wp.combine_vetoes)
     return spec, lab, corpus, sources, W.weak_label(corpus, sources, wp)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import BENCH_DIR, machine, weak_corpus
+from benchmarks.common import BENCH_DIR, machine, weak_corpus, weak_params
 from stages import gold as G
 from stages import weak as W
 from stages.evaluate import relation_scores
@@ -289,7 +289,7 @@ def main() -> None:
     record("rules:patterns", [v.label for v in view])
     post = W.posteriors(res.fitted, sources, view)
     record("rules:label_model", [W.most_probable(p) for p in post])
-    wp = W.WeakParams()
+    wp = weak_params()
     src_sep = W.Sources(spec, {}, wp.consistency, False)
     res_sep = W.weak_label(corpus, src_sep, wp)
     record("rules:label_model_vetoes_apart", [W.most_probable(p) for p in W.posteriors(res_sep.fitted, src_sep, view)])

@@ -38,16 +38,13 @@ def calibration_examples(p: CalibrateParams, log: Any) -> list:
     patterns; gold pairs teach the real thing."""
     from pathlib import Path
 
-    from stages.records import scan_examples
+    from stages.records import read_gold_set
 
     where = Path(p.gold_dir) if p.gold_dir else None
     if where is not None and (where.is_dir() or where.is_file()):
-        gold = []
-        for f in (sorted(where.glob("*.jsonl")) if where.is_dir() else [where]):
-            good, bad = scan_examples(f, "gold")
-            gold += good
-            for msg in bad:
-                log.error("%s", msg)
+        gold, _, bad = read_gold_set(where)
+        for msg in bad:
+            log.error("%s", msg)
         if gold:
             log.info("calibrating on %d gold pairs of %s (not the dev split)", len(gold), p.gold_dir)
             return gold

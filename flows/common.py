@@ -82,6 +82,9 @@ def run_main(fn, *args, **kwargs) -> None:
         sys.exit(2)
 
 
+TEMPORARY_SERVER_START_S = 120  # seconds a temporary server may take to answer (see below)
+
+
 def _temporary_server_to_log(fn) -> None:
     """Start Prefect's temporary server, when ``fn`` is the program's entry point (``python -m
     flows.X``) and no server answers, with its output in PREFECT_HOME/temporary-server.log.
@@ -90,7 +93,11 @@ def _temporary_server_to_log(fn) -> None:
     our terminal as its output: its shutdown at exit cancels its event recorder mid-write and
     prints asyncio tracebacks there. ``make server`` (flows/local.py) avoids the start-up cost.
     """
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    )
 
     entry_point = getattr(fn, "__module__", None) == "__main__"
     if not entry_point or PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
@@ -104,7 +111,10 @@ def _temporary_server_to_log(fn) -> None:
     logging.getLogger("relmine").info("no Prefect server answers: starting a temporary one "
                                       "(`make server` keeps one up); its log: %s", log)
     with _output_to(log):  # the server process inherits these descriptors
-        SubprocessASGIServer().start()
+        # Prefect waits 20 s by default; a first start in a new PREFECT_HOME builds the database and
+        # took about that long on a 2-core machine (a CI clone timed out on it)
+        SubprocessASGIServer().start(timeout=max(TEMPORARY_SERVER_START_S,
+                                                 PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
 
 
 @contextlib.contextmanager

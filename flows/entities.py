@@ -115,7 +115,7 @@ def train_tagger(annotated: list[str], key: str, cache_dir: str, p: EntitiesPara
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 def tag_paper(annotated: str, key: str, model: str, cache_dir: str, p: EntitiesParams, types: list[str],
-              spec_digest: str = "") -> dict:
+              spec_digest: str) -> dict:
     """Add the tagger's mentions to one paper's pattern annotations (cached per paper and model),
     held to the pattern file's stoplist and exclusions."""
     data = ResultCache(cache_dir, "entities-tagged")
@@ -226,7 +226,7 @@ def entities_flow(params_path: str = "params.yaml") -> dict:
 
 
 def tag_corpus(p: EntitiesParams, cache_dir: str, ok: list[dict], cache: ResultCache, types: list[str],
-               source: dict, logger, spec_digest: str = "") -> dict:
+               source: dict, logger, spec_digest: str) -> dict:
     """When ``entities.tagger`` is on: per fold, train the tagger on the other folds' papers and
     tag that fold's papers (``source`` then points at the tagged outputs). Write
     ``entities.tagger_dir`` either way and return its figures."""
@@ -238,14 +238,12 @@ def tag_corpus(p: EntitiesParams, cache_dir: str, ok: list[dict], cache: ResultC
         elif not ok:
             report = {"enabled": True, "note": "no paper annotated: nothing to train on"}
         else:
-            fold_of = tagger_mod.assign_folds([s["doc_id"] for s in ok], p.tagger_folds)
-            k = max(fold_of.values()) + 1
-            folds = [[s for s in ok if fold_of[s["doc_id"]] == f] for f in range(k)]
-            trainsets = [[s for s in ok if fold_of[s["doc_id"]] != f] or folds[f] for f in range(k)]  # one paper: itself
-            keys = [tagger_key([s["key"] for s in t], p) for t in trainsets]
+            plan = tagger_mod.fold_plan(ok, lambda s: s["doc_id"], p.tagger_folds)
+            k = len(plan)
+            keys = [tagger_key([s["key"] for s in train], p) for _, train in plan]
             # besides the fold models, one on every paper: the tagger flows.extract applies to new papers
             corpus_key = tagger_key([s["key"] for s in ok], p)
-            sets = dict(zip(keys, trainsets)) | {corpus_key: ok}
+            sets = dict(zip(keys, (train for _, train in plan))) | {corpus_key: ok}
             trained = dict(zip(sets, [f.result() for f in train_tagger.map(
                 [[str(cache.path(s["key"])) for s in t] for t in sets.values()], list(sets), cache_dir=cache_dir,
                 p=unmapped(p))]))
@@ -259,9 +257,13 @@ def tag_corpus(p: EntitiesParams, cache_dir: str, ok: list[dict], cache: ResultC
             if not trained[corpus_key].get("no_mentions"):
                 shutil.copyfile(models.path(corpus_key), tmp / tagger_mod.CORPUS_MODEL)
             # a fold whose training papers hold no mention keeps its pattern mentions only
-            papers = [s for f, fold in enumerate(folds) if not infos[f].get("no_mentions") for s in fold]
-            model_of = [str(models.path(keys[fold_of[s["doc_id"]]])) for s in papers]
-            tkeys = [make_key("entities-tagged", s["key"], keys[fold_of[s["doc_id"]]]) for s in papers]
+            papers, fold_key = [], []
+            for f, (fold, _) in enumerate(plan):
+                if not infos[f].get("no_mentions"):
+                    papers += fold
+                    fold_key += [keys[f]] * len(fold)
+            model_of = [str(models.path(key)) for key in fold_key]
+            tkeys = [make_key("entities-tagged", s["key"], key) for s, key in zip(papers, fold_key)]
             tagged = [f.result() for f in tag_paper.map([str(cache.path(s["key"])) for s in papers], tkeys, model_of,
                                                         cache_dir=cache_dir, p=unmapped(p), types=unmapped(types),
                                                         spec_digest=spec_digest)]
@@ -273,7 +275,8 @@ def tag_corpus(p: EntitiesParams, cache_dir: str, ok: list[dict], cache: ResultC
             fresh = [t for t in tagged if not t["cached"]]
             secs = sum(t["seconds"] for t in fresh)
             report = {"enabled": True, "params": vars(p.tagger_params()),
-                      "folds": [{"model": None if infos[f].get("no_mentions") else f"model-{f}.crfsuite", "tagged_papers": sorted(s["doc_id"] for s in folds[f]),
+                      "folds": [{"model": None if infos[f].get("no_mentions") else f"model-{f}.crfsuite",
+                                 "tagged_papers": sorted(s["doc_id"] for s in plan[f][0]),
                                  "training": infos[f]} for f in range(k)],
                       "corpus_model": {"model": None if trained[corpus_key].get("no_mentions") else tagger_mod.CORPUS_MODEL,
                                        "papers": len(ok),

@@ -30,26 +30,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .records import NO_RELATION, Example, Mention, drop_repeated, scan_examples
+from .records import NO_RELATION, Example, Mention, read_gold_set
 
 LABELLERS = ("patterns", "label_model", "cooccurrence", "model")
-
-
-def read_gold_set(path: str | Path) -> tuple[list[Example], list[str], list[str]]:
-    """Examples of a gold folder (*.jsonl) or file, the files read, and one message per bad record.
-    An example id already read from another file is counted once (a review batch imported twice
-    under two names would otherwise weigh double), with a message naming both files."""
-    p = Path(path)
-    files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
-    out: list[Example] = []
-    bad: list[str] = []
-    first: dict[str, str] = {}
-    for f in files:
-        good, msgs = scan_examples(f, "gold")
-        fresh, repeated = drop_repeated(good, f, first)
-        out += fresh
-        bad += msgs + ([repeated] if repeated else [])
-    return out, [str(f) for f in files], bad
 
 
 def sentence_mentions(gold: Sequence[Example]) -> dict[tuple[str, int, str], list[Mention]]:

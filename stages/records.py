@@ -72,7 +72,7 @@ class AnnotatedSentence:
     mentions: list[Mention] = field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AnnotatedSentence":
+    def from_dict(cls, d: dict[str, Any]) -> AnnotatedSentence:
         d = dict(d)
         d["mentions"] = [Mention(**m) for m in d.get("mentions", [])]
         return cls(**_known(cls, d))
@@ -104,7 +104,7 @@ class Example:
     probs: dict[str, float] | None = None
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Example":
+    def from_dict(cls, d: dict[str, Any]) -> Example:
         d = dict(d)
         d["subj"] = Span(**d["subj"])
         d["obj"] = Span(**d["obj"])
@@ -192,7 +192,7 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
     return len(lines)
 
 
-def _parse_examples(path: str | Path, origin: str | None, good: list["Example"], bad: list[str]) -> None:
+def _parse_examples(path: str | Path, origin: str | None, good: list[Example], bad: list[str]) -> None:
     for lineno, d in enumerate(iter_jsonl(path), 1):
         try:
             ex = Example.from_dict(d)
@@ -204,7 +204,7 @@ def _parse_examples(path: str | Path, origin: str | None, good: list["Example"],
             bad.append(f"{path}: record {lineno} skipped: {exc}; fix or remove it (schema: stages/records.py Example)")
 
 
-def scan_examples(path: str | Path, origin: str | None = None) -> tuple[list["Example"], list[str]]:
+def scan_examples(path: str | Path, origin: str | None = None) -> tuple[list[Example], list[str]]:
     """Valid Examples of one JSONL file, and a message (file:record and the fix) for each bad
     record, which is skipped; an unreadable file is one message. ``origin`` overrides the
     records' own origin (gold imports)."""
@@ -217,7 +217,7 @@ def scan_examples(path: str | Path, origin: str | None = None) -> tuple[list["Ex
     return good, bad
 
 
-def read_examples(path: str | Path, stage: str) -> list["Example"]:
+def read_examples(path: str | Path, stage: str) -> list[Example]:
     """Valid Examples of a JSONL file written by ``stage``; bad records are logged and skipped.
     A missing file names the stage that writes it."""
     p = Path(path)
@@ -233,7 +233,7 @@ def read_examples(path: str | Path, stage: str) -> list["Example"]:
     return good
 
 
-def drop_repeated(good: list["Example"], path: str | Path, first: dict[str, str]) -> tuple[list["Example"], str | None]:
+def drop_repeated(good: list[Example], path: str | Path, first: dict[str, str]) -> tuple[list[Example], str | None]:
     """The examples of ``path`` whose id no earlier file had (``first``: id -> that file, updated),
     and a message naming the files when some were repeats: a review batch imported twice under two
     names must count once, in split and in evaluate alike."""
@@ -245,3 +245,20 @@ def drop_repeated(good: list["Example"], path: str | Path, first: dict[str, str]
     others = sorted({first[e.id] for e in again})
     return fresh, (f"{path}: {len(again)} gold example(s) already in {', '.join(others)} (the same batch imported "
                    "twice under two names?) counted once; fix: delete the repeated file")
+
+
+def read_gold_set(path: str | Path) -> tuple[list[Example], list[str], list[str]]:
+    """Examples of a gold folder (*.jsonl) or file, the files read, and one message per bad record.
+    An example id already read from another file is counted once (a review batch imported twice
+    under two names would otherwise weigh double), with a message naming both files."""
+    p = Path(path)
+    files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+    out: list[Example] = []
+    bad: list[str] = []
+    first: dict[str, str] = {}
+    for f in files:
+        good, msgs = scan_examples(f, "gold")
+        fresh, repeated = drop_repeated(good, f, first)
+        out += fresh
+        bad += msgs + ([repeated] if repeated else [])
+    return out, [str(f) for f in files], bad

@@ -165,20 +165,41 @@ class RelationLabeller:
                 if v.scope == "sentence":
                     hit = self._per_sentence(v, "sentence", text, lambda: self._search(v, text))
                 else:
-                    subj, obj = self._default_direction(a, b)
-                    hit = self._search(v, {
-                        "before": lambda: text[:a.start], "between": lambda: between, "after": lambda: text[b.end:],
-                        "first": lambda: a.text, "second": lambda: b.text,
-                        "subj": lambda: subj.text, "obj": lambda: obj.text,
-                        "before_subj": lambda: text[:subj.start], "before_obj": lambda: text[:obj.start],
-                        "after_subj": lambda: text[subj.end:], "after_obj": lambda: text[obj.end:],
-                    }[v.scope]())
+                    hit = self._search(v, self._scope_text(v.scope, text, a, b, between))
                 if not hit:
                     continue
             out.append(v.id)
         if out:
             self.stats.veto_votes += 1
         return out
+
+    def _scope_text(self, scope: str, text: str, a: Mention, b: Mention, between: str) -> str:
+        """The part of the sentence a veto's ``scope`` reads (a comes before b in the text)."""
+        if scope == "between":
+            return between
+        subj, obj = self._default_direction(a, b)
+        match scope:
+            case "before":
+                return text[:a.start]
+            case "after":
+                return text[b.end:]
+            case "first":
+                return a.text
+            case "second":
+                return b.text
+            case "subj":
+                return subj.text
+            case "obj":
+                return obj.text
+            case "before_subj":
+                return text[:subj.start]
+            case "before_obj":
+                return text[:obj.start]
+            case "after_subj":
+                return text[subj.end:]
+            case "after_obj":
+                return text[obj.end:]
+        raise ValueError(f"unknown veto scope {scope!r}")  # stages/patterns.py validates scopes
 
     def _search(self, v: Veto, ctx: str) -> bool:
         try:

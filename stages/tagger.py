@@ -50,13 +50,14 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, TypeVar
 
 from .errors import InputError
 from .records import AnnotatedSentence, Mention
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
 SOURCE = "tagger"
+T = TypeVar("T")
 CORPUS_MODEL = "model.crfsuite"  # in entities.tagger_dir: the model trained on every paper, for new papers
 
 
@@ -243,6 +244,15 @@ def assign_folds(doc_ids: Iterable[str], folds: int) -> dict[str, int]:
     ids = sorted(set(doc_ids), key=lambda d: (_hash("fold", d), d))
     k = max(1, min(folds, len(ids)))
     return {d: i % k for i, d in enumerate(ids)}
+
+
+def fold_plan(papers: Sequence[T], doc_id: Callable[[T], str], folds: int) -> list[tuple[list[T], list[T]]]:
+    """Per fold: (the papers it tags, the papers its model trains on: every other fold's). A corpus of
+    one paper has one fold, trained on itself (nothing else to learn from)."""
+    fold_of = assign_folds([doc_id(x) for x in papers], folds)
+    k = max(fold_of.values(), default=0) + 1
+    tagged = [[x for x in papers if fold_of[doc_id(x)] == f] for f in range(k)]
+    return [(tagged[f], [x for x in papers if fold_of[doc_id(x)] != f] or tagged[f]) for f in range(k)]
 
 
 def has_mentions(sequences: Sequence[tuple[list[list[str]], list[str]]]) -> bool:

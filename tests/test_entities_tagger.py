@@ -104,6 +104,12 @@ def test_folds_split_the_papers_so_none_is_tagged_by_a_model_trained_on_it():
     assert T.assign_folds(reversed(papers), 2) == folds  # the order papers come in does not matter
     assert set(T.assign_folds(papers[:2], 5).values()) == {0, 1}  # never more folds than papers
     assert T.assign_folds(["only"], 2) == {"only": 0}
+    plan = T.fold_plan([{"doc_id": d} for d in papers], lambda x: x["doc_id"], 2)
+    for tagged, train in plan:  # each fold's model trains on every paper outside the fold
+        assert {x["doc_id"] for x in tagged}.isdisjoint(x["doc_id"] for x in train)
+        assert len(tagged) + len(train) == len(papers)
+    assert sorted(x["doc_id"] for tagged, _ in plan for x in tagged) == sorted(papers)
+    assert T.fold_plan(["only"], str, 2) == [(["only"], ["only"])]  # one paper: trained on itself
 
 
 def test_entities_stage_with_the_tagger_cross_fits_caches_and_switches_off(tmp_path, monkeypatch, prefect_server):

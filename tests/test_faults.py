@@ -349,7 +349,7 @@ def test_a_batch_imported_twice_under_two_names_is_refused_and_split_counts_gold
     assert f"b1.jsonl: {len(items)} gold example(s) already in {tmp_path / 'gold' / 'b1-copy.jsonl'}" in msg
     assert "fix: delete the repeated file" in msg
     # ... and so does evaluate, which reads data/gold itself
-    from stages.gold import read_gold_set
+    from stages.records import read_gold_set
 
     gold, files, problems = read_gold_set(tmp_path / "gold")
     assert len(files) == 3 and len(gold) == len({g.id for g in gold}) == len(items) + len(new)
