@@ -567,3 +567,55 @@ def test_calibration_keeps_argmax_where_a_threshold_would_switch_a_relation_off(
     argmax = [labels[k] for k in probs.argmax(1)]
     for rel in ("r", "s"):
         assert (rel in argmax) <= (rel in decided), rel  # never switched off
+
+
+def test_shipped_list_item_and_correspondence_vetoes_on_real_sentences():
+    """peng2009 / claybourn2019: in a list of "the <unit> in <place>" items each place is its own
+    item's, and a boundary corresponding to another places no taxon; a zone restricted to one
+    place, or placed in a place that opens the sentence, keeps its relation."""
+    spec = load_relations_spec(RELATIONS, load_entity_types(ENTITIES))
+    lab = RelationLabeller(spec)
+
+    new = {"veto.later_item_place", "veto.earlier_item_place", "veto.correspondence"}
+
+    def vetoes_of(text, names):
+        return {(e.subj.text, e.obj.text): new & set(e.rules) for e in lab.label_sentence(_sentence(text, names))}
+
+    listed = vetoes_of("Faunal turnovers close to the base of the Guzhangian Stage are recognized as near the base "
+                       "of the Boomerangian Stage in Australia, the base of the Aldanaspis Zone (polymerid "
+                       "trilobites) in Siberia, and the base of the Paradoxides forchhammeri Zone in western Avalonia.",
+                       [("Boomerangian Stage", "CHRONO"), ("Australia", "LOC"), ("Aldanaspis", "TAXON"),
+                        ("Siberia", "LOC"), ("Paradoxides forchhammeri", "TAXON"), ("Avalonia", "LOC")])
+    assert "veto.earlier_item_place" in listed[("Paradoxides forchhammeri", "Australia")]
+    # the item right before the taxon's is left to the other sources: "In western Avalonia, the base
+    # of the ... Zone" (below) reads the same between the two mentions
+    assert not listed[("Aldanaspis", "Australia")]
+    assert listed[("Aldanaspis", "Avalonia")] == {"veto.later_item_place"}
+    assert not listed[("Aldanaspis", "Siberia")] and not listed[("Paradoxides forchhammeri", "Avalonia")]
+    matched = vetoes_of("The base of the Boomerangian Stage in Australia corresponds to the base of the "
+                        "L. laevigata Zone (Öpik, 1967).", [("Australia", "LOC"), ("L. laevigata", "TAXON")])
+    assert "veto.correspondence" in matched[("L. laevigata", "Australia")]
+    restricted = vetoes_of("Xianfengella, Yochelcionella, and Stenotheca are all restricted to the D. odyssei Zone "
+                           "in South Australia, allowing for stronger correlation.",
+                           [("Stenotheca", "TAXON"), ("D. odyssei", "TAXON"), ("South Australia", "LOC")])
+    assert not restricted[("Stenotheca", "South Australia")]
+    opening = vetoes_of("In western Avalonia, the base of the Paradoxides forchhammeri Zone is taken.",
+                        [("Avalonia", "LOC"), ("Paradoxides forchhammeri", "TAXON")])
+    assert not opening[("Paradoxides forchhammeri", "Avalonia")]
+
+
+def test_shipped_superposition_veto_on_real_sentences():
+    """peng2009: units in contact are not nested; a member of its formation keeps its relation."""
+    lab = RelationLabeller(load_relations_spec(RELATIONS, load_entity_types(ENTITIES)))
+
+    def rules_of(text, names):
+        return [set(e.rules) for e in lab.label_sentence(_sentence(text, names))]
+
+    assert "veto.superposition" in rules_of("The Huaqiao Formation rests on the Aoxi Formation.",
+                                            [("Huaqiao Formation", "STRAT"), ("Aoxi Formation", "STRAT")])[0]
+    assert "veto.superposition" in rules_of(
+        "The section exposes the Aoxi Formation and more than 200 m of the overlying Huaqiao Formation.",
+        [("Aoxi Formation", "STRAT"), ("Huaqiao Formation", "STRAT")])[0]
+    member = rules_of("The Lower Broom Point Member of the Green Point Formation is exposed.",
+                      [("Lower Broom Point Member", "STRAT"), ("Green Point Formation", "STRAT")])[0]
+    assert not any(r.startswith("veto.") for r in member)
