@@ -619,3 +619,35 @@ def test_shipped_superposition_veto_on_real_sentences():
     member = rules_of("The Lower Broom Point Member of the Green Point Formation is exposed.",
                       [("Lower Broom Point Member", "STRAT"), ("Green Point Formation", "STRAT")])[0]
     assert not any(r.startswith("veto.") for r in member)
+
+
+def test_shipped_vetoes_spare_references_in_brackets_and_a_zone_gloss():
+    """A semicolon between references in brackets ends no statement, one before a caption's next
+    item does; a group named in brackets after a zone is no other taxon; an ICS chart's header run
+    is not annotated."""
+    lab = RelationLabeller(load_relations_spec(RELATIONS, load_entity_types(ENTITIES)))
+
+    def rules_of(text, names):
+        return {(e.subj.text, e.obj.text): set(e.rules) for e in lab.label_sentence(_sentence(text, names),
+                                                                                  keep_excluded=True)}
+
+    cited = rules_of("Comparative work on sections near Paibi, Hunan Province (Peng and Robison, 2000; Peng et al., "
+                     "2001a), shows that P. atavus first appears there.",
+                     [("Hunan Province", "LOC"), ("P. atavus", "TAXON")])
+    assert "veto.clause_break" not in cited[("P. atavus", "Hunan Province")]
+    caption = rules_of("Rhabdinopora flabelliformis, Öland, Sweden, × 0.9; b–c), Rhabdinopora from Norway.",
+                       [("Rhabdinopora flabelliformis", "TAXON"), ("Sweden", "LOC"), ("Norway", "LOC")])
+    assert "veto.clause_break" in caption[("Rhabdinopora flabelliformis", "Norway")]
+    gloss = rules_of("Faunal turnovers are recognized as the base of the Aldanaspis Zone (polymerid trilobites) in "
+                     "Siberia.", [("Aldanaspis", "TAXON"), ("trilobites", "TAXON"), ("Siberia", "LOC")])
+    assert "veto.other_taxon_first" not in gloss[("Aldanaspis", "Siberia")]
+    other = rules_of("Xus is found with Yus in Siberia.", [("Xus", "TAXON"), ("Yus", "TAXON"), ("Siberia", "LOC")])
+    assert "veto.other_taxon_first" in other[("Xus", "Siberia")]
+    header = rules_of("Mississippian Subsystem Upper Mississippian Series candidates are Verkhnyaya (Urals) "
+                      "Palmatolepis triangularis Coumiac Quarry.",
+                      [("Palmatolepis triangularis", "TAXON"), ("Coumiac Quarry", "LOC")])
+    assert "veto.chart_header" in header[("Palmatolepis triangularis", "Coumiac Quarry")]
+    assert lab.excluded(header[("Palmatolepis triangularis", "Coumiac Quarry")])
+    prose = rules_of("The base of the Cambrian System lies in Newfoundland, where Treptichnus pedum occurs.",
+                     [("Newfoundland", "LOC"), ("Treptichnus pedum", "TAXON")])
+    assert "veto.chart_header" not in next(iter(prose.values()))
