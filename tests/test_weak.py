@@ -651,3 +651,20 @@ def test_shipped_vetoes_spare_references_in_brackets_and_a_zone_gloss():
     prose = rules_of("The base of the Cambrian System lies in Newfoundland, where Treptichnus pedum occurs.",
                      [("Newfoundland", "LOC"), ("Treptichnus pedum", "TAXON")])
     assert "veto.chart_header" not in next(iter(prose.values()))
+
+
+def test_other_taxon_first_spares_a_zone_named_as_a_level():
+    """peng2009's captions: a zone named as a level before the place chain is no other taxon's place;
+    babcock2007's "close to the base of the ... Zone in South China": that place is the other zone's."""
+    lab = RelationLabeller(load_relations_spec(RELATIONS, load_entity_types(ENTITIES)))
+
+    def rules_of(text, names):
+        return {(e.subj.text, e.obj.text): set(e.rules) for e in lab.label_sentence(_sentence(text, names))}
+
+    level = rules_of("Observed stratigraphic distribution of trilobites in the Huaqiao Formation near the base of the "
+                     "Lejopyge laevigata Zone, Luoyixi section, Guzhang County, Hunan Province, China.",
+                     [("trilobites", "TAXON"), ("Lejopyge laevigata", "TAXON"), ("Hunan Province", "LOC")])
+    assert "veto.other_taxon_first" not in level[("trilobites", "Hunan Province")]
+    owned = rules_of("The base of the P. atavus Zone is close to the base of the Dorypyge richthofeni Zone in South "
+                     "China.", [("P. atavus", "TAXON"), ("Dorypyge richthofeni", "TAXON"), ("South China", "LOC")])
+    assert "veto.other_taxon_first" in owned[("P. atavus", "South China")]
