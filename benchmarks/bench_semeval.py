@@ -40,7 +40,9 @@ FULL_TRAIN = 8000
 # What meets the goal on 2 CPU cores (84.8 in 14 min): full fine-tuning of the default encoder
 # at a lower lr, 5 epochs, no imbalance handling (Other is a real class here, not "no relation").
 # The pipeline's LoRA recipe, tuned for small noisy corpora, gave 75.2 on a 2,400-sentence subset.
-SEMEVAL_RECIPE = {"lora": False, "lr": 1e-4, "epochs": 5, "imbalance": "none"}
+# The epoch is picked by macro-F1 over the positive relations (the official score leaves Other out),
+# as in the measured run, whatever the pipeline's default.
+SEMEVAL_RECIPE = {"lora": False, "lr": 1e-4, "epochs": 5, "imbalance": "none", "select_by": "positive_macro_f1"}
 
 
 def run(quick: bool = False, train_size: int = 0, test_size: int = 0, epochs: int | None = None,

@@ -67,9 +67,11 @@ class TrainParams:
     warmup_ratio: float = 0.06
     epochs: int = 8
     patience: int = 2                     # epochs without a better dev score (select_by) before stopping (min 1)
-    # what picks the epoch on the dev split: positive_macro_f1 (macro-F1 over the positive relations),
-    # macro_f1_all (NO_RELATION counted as a class too) or loss (dev cross-entropy against its labels)
-    select_by: Literal["positive_macro_f1", "macro_f1_all", "loss"] = "positive_macro_f1"
+    # what picks the epoch on the dev split: macro_f1_all (NO_RELATION counted as a class too),
+    # positive_macro_f1 (over the positive relations only) or loss (dev cross-entropy against its
+    # labels). On a weakly labelled dev split the positive score rewards calling every pair related,
+    # and keeps the epoch before the model has learnt the label model's NO_RELATION (docs/weak_supervision.md)
+    select_by: Literal["positive_macro_f1", "macro_f1_all", "loss"] = "macro_f1_all"
     label_smoothing: float = 0.0
     imbalance: Literal["none", "class_weights", "focal", "resample"] = "class_weights"
     focal_gamma: float = 2.0
