@@ -73,7 +73,7 @@ class TrainParams:
     # and keeps the epoch before the model has learnt the label model's NO_RELATION (docs/weak_supervision.md)
     select_by: Literal["positive_macro_f1", "macro_f1_all", "loss"] = "macro_f1_all"
     label_smoothing: float = 0.0
-    imbalance: Literal["none", "class_weights", "focal", "resample"] = "class_weights"
+    imbalance: Literal["none", "class_weights", "focal", "resample"] = "none"
     focal_gamma: float = 2.0
     class_weight_power: float = 0.5  # 1: fully balanced class weights; 0.5: square-root tempered
     seed: int = 13
