@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import bench_path, machine  # noqa: E402
-from stages.augment import AugmentParams, Backend, BackendMissing, TranslationCache, augment_examples, protect  # noqa: E402
+from stages.augment import (  # noqa: E402
+    AugmentParams, Backend, BackendMissing, TranslationCache, augment_examples, per_batch, protect,
+)
 from stages.records import NO_RELATION, Example, Span, atomic_write_json  # noqa: E402
 
 
@@ -104,7 +106,7 @@ def bench_cache(n: int, cache_dir: Path) -> dict:
     times, reports = [], []
     for _ in range(2):
         t = time.perf_counter()
-        res = augment_examples(train, params, backend.round_trip, cache)
+        res = augment_examples(train, params, per_batch(backend.round_trip), cache)
         times.append(time.perf_counter() - t)
         reports.append(res.report)
     return {

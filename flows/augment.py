@@ -3,8 +3,9 @@ paraphrases) and reports/augment.json.
 
     python -m flows.augment [--params params.yaml] [--backend apertium|marian|synonym|none]
 
-Translation batches (``augment.batch_size`` sentences) are mapped as tasks over the runner
-of the ``run`` section; texts already in ``<run.cache_dir>/translations`` are not sent.
+Translation batches (about ``augment.batch_size`` sentences, formed by
+``stages.augment.content_batches``) are mapped as tasks over the runner of the ``run`` section;
+batches already in ``<run.cache_dir>/translations`` are not sent.
 For an on/off comparison, call ``run_augment(backend=..., out=..., report=...)``.
 """
 from __future__ import annotations
@@ -27,10 +28,6 @@ log = logging.getLogger("relmine.augment")
 def round_trip_batch(params: AugmentParams, cache_dir: str, texts: list[str]) -> list[str]:
     """One batch through the backend (the backend is built once per process)."""
     return get_backend(params, cache_dir).round_trip(texts)
-
-
-def _batches(texts: list[str], size: int) -> list[list[str]]:
-    return [texts[i:i + size] for i in range(0, len(texts), size)]
 
 
 @flow(name="augment")
@@ -62,21 +59,17 @@ def augment_flow(
     check_backend(params)  # stop early, saying what to install
 
     cache = TranslationCache(run.cache_dir) if params.backend != "none" else None
-    calls = {"n": 0}
 
-    def translate(texts: list[str]) -> list[str]:
-        batches = _batches(texts, params.batch_size)
+    def translate(batches: list[list[str]]) -> list[list[str]]:
         futures = round_trip_batch.map(unmapped(params), unmapped(run.cache_dir), batches)
-        outs: list[str] = []
+        outs: list[list[str]] = []
         for i, fut in enumerate(futures, 1):
-            outs += fut.result()
+            outs.append(fut.result())
             log.info("translated batch %d/%d (%d sentences)", i, len(batches), len(batches[i - 1]))
-        calls["n"] += len(batches)
         return outs
 
     result = augment_examples(train, params, translate, cache)
     report = dict(result.report)
-    report["translations"]["batches"] = calls["n"]
     write_jsonl(params.out, result.examples)
     atomic_write_json(report_path or params.report, report)
     log.info(

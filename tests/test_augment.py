@@ -18,6 +18,8 @@ from stages.augment import (
     augment_examples,
     check_backend,
     class_targets,
+    content_batches,
+    per_batch,
     protect,
     restore,
 )
@@ -72,11 +74,14 @@ def make_train(n: int = 240, seed: int = 0) -> list[Example]:
     return out
 
 
-def fake_translate(texts: list[str]) -> list[str]:
+def fake_round_trip(texts: list[str]) -> list[str]:
     """A deterministic stand-in backend for the bookkeeping tests."""
     return [t.replace("is part of", "belongs to").replace("is assigned to", "is attributed to")
             .replace("has been", "was").replace("forms", "makes up").replace("is a member", "is one member")
             .replace("indicate", "show") for t in texts]
+
+
+fake_translate = per_batch(fake_round_trip)
 
 
 def test_protect_and_restore_spans():
@@ -111,7 +116,7 @@ def test_drop_reasons():
     # duplicates: a backend that always says the same thing gives one paraphrase per source
     train = make_train()
     res = augment_examples(train, AugmentParams(backend="apertium", max_per_source=3, target_count=1000),
-                           lambda texts: [t.replace(" is ", " was ", 1) for t in texts], None)
+                           per_batch(lambda texts: [t.replace(" is ", " was ", 1) for t in texts]), None)
     rare = sum(e.label in ("assigned_to", "part_of") for e in train)
     assert res.report["kept"] <= rare
     assert res.report["dropped"]["duplicate"] + res.report["dropped"]["same_as_source"] > 0
@@ -164,26 +169,83 @@ def test_cache_second_run_translates_nothing_new(tmp_path):
     backend = Backend(AugmentParams(backend="apertium"), tmp_path / "cache")
     sent: list[int] = []
 
-    def translate(texts):
-        sent.append(len(texts))
-        return backend.round_trip(texts)
+    def translate(batches):
+        sent.extend(len(b) for b in batches)
+        return per_batch(backend.round_trip)(batches)
 
     counts = Counter(e.label for e in train)
     p1 = AugmentParams(backend="apertium", target_count=counts["part_of"] + 3)
     first = augment_examples(train, p1, translate, cache)
     assert first.report["translations"]["new"] > 0
-    assert cache.count("apertium") == first.report["translations"]["new"]
-    n_first = sum(sent)
+    assert cache.count("apertium") == first.report["translations"]["new"] == sum(sent)
     second = augment_examples(train, p1, translate, cache)
-    assert sum(sent) == n_first  # nothing new sent to the backend
-    assert second.report["translations"]["new"] == 0
-    assert second.report["translations"]["from_cache"] == sum(first.report["translations"].values())
+    assert sum(sent) == first.report["translations"]["new"]  # nothing new sent to the backend
+    assert second.report["translations"]["new"] == second.report["translations"]["new_batches"] == 0
+    assert second.report["translations"]["from_cache"] == first.report["translations"]["new"]
     assert [e.text for e in second.added] == [e.text for e in first.added]
-    # a larger target translates only the texts not seen before
+    # a larger target sends only the batches the cache does not hold
     third = augment_examples(train, AugmentParams(backend="apertium", target_share=1.0), translate, cache)
-    assert third.report["translations"]["from_cache"] >= first.report["translations"]["new"]
     assert 0 < third.report["translations"]["new"]
     assert cache.count("apertium") == first.report["translations"]["new"] + third.report["translations"]["new"]
+
+
+@needs_apertium
+def test_apertium_output_depends_on_the_batch_so_the_cache_keys_on_it(tmp_path):
+    """Why batches are content-defined: the same texts in another batch come back otherwise,
+    and a cache warmed by another run must not change what a run gets."""
+    backend = Backend(AugmentParams(backend="apertium"), tmp_path / "unused")
+    real = read_records(Path(__file__).parent / "data" / "relations_curator.jsonl", Example)  # corpus sentences
+    texts = sorted({p for p in map(protect, real) if p})[:80]
+    alone = [backend.round_trip([t])[0] for t in texts]
+    assert sum(a != b for a, b in zip(alone, backend.round_trip(texts))) > 0  # context crosses the separator
+
+    train = make_train(3000, seed=3)
+    p_small = AugmentParams(backend="apertium", target_share=0.5, batch_size=8)
+    p_big = AugmentParams(backend="apertium", target_share=1.0, batch_size=8)
+    cold = augment_examples(train, p_big, per_batch(backend.round_trip), TranslationCache(tmp_path / "cold"))
+    warm_cache = TranslationCache(tmp_path / "warm")
+    augment_examples(train, p_small, per_batch(backend.round_trip), warm_cache)
+    warm = augment_examples(train, p_big, per_batch(backend.round_trip), warm_cache)
+    assert [(e.id, e.text) for e in warm.added] == [(e.id, e.text) for e in cold.added]
+
+
+def test_content_batches_depend_only_on_the_texts():
+    texts = [f"sentence number {i} about ZXQA and ZXQB." for i in range(500)]
+    batches = content_batches(texts, 20)
+    assert sorted(t for b in batches for t in b) == sorted(texts)
+    assert all(1 <= len(b) <= 40 for b in batches) and 10 <= len(batches) <= 50
+    assert content_batches(list(reversed(texts)) + texts[:30], 20) == batches  # order and repeats do not matter
+    # a new text changes its own batch and at most the next one
+    grown = content_batches(texts + ["a new sentence about ZXQA in ZXQB."], 20)
+    assert len([b for b in grown if b not in batches]) <= 2
+    assert len([b for b in batches if b not in grown]) <= 2
+    with pytest.raises(ValueError, match="batch size 0"):
+        content_batches(texts, 0)
+
+
+def test_cache_serves_a_text_only_for_its_batch(tmp_path):
+    """A neighbour-dependent stand-in backend: a cache warmed by other runs gives what a cold one
+    gives; a train split that gained a few sentences reuses most batches."""
+    earlier = make_train(1200, seed=5)
+    new_paper = [_ex(5000 + k, f"At section {k} the Weeks Formation is part of the Marjum Formation.",
+                     ("Weeks Formation", "STRAT"), ("Marjum Formation", "STRAT"), "part_of") for k in range(3)]
+    train = earlier + new_paper
+
+    def context_round_trip(batch: list[str]) -> list[str]:
+        return [f"{t} ({len(batch)})" for t in fake_round_trip(batch)]
+
+    counts = Counter(e.label for e in train)
+    small = AugmentParams(target_count=counts["part_of"] + 4, batch_size=4)
+    big = AugmentParams(target_share=1.0, batch_size=4)
+    cold = augment_examples(train, big, per_batch(context_round_trip), TranslationCache(tmp_path / "cold"))
+    cache = TranslationCache(tmp_path / "warm")
+    augment_examples(train, small, per_batch(context_round_trip), cache)
+    augment_examples(earlier, big, per_batch(context_round_trip), cache)
+    warm = augment_examples(train, big, per_batch(context_round_trip), cache)
+    assert [e.text for e in warm.added] == [e.text for e in cold.added] and cold.added
+    tr, cold_tr = warm.report["translations"], cold.report["translations"]
+    assert tr["from_cache"] + tr["new"] == cold_tr["new"] and tr["batches"] == cold_tr["batches"]
+    assert 0 < tr["new_batches"] < tr["batches"]  # the batches without a new text come from the cache
 
 
 def test_synonym_backend(tmp_path):
@@ -203,7 +265,7 @@ def test_synonym_backend(tmp_path):
         assert res != "span_lost"
         if isinstance(res, Example):
             res.validate()
-    res = augment_examples(make_train(), p, backend.round_trip, TranslationCache(tmp_path))
+    res = augment_examples(make_train(), p, per_batch(backend.round_trip), TranslationCache(tmp_path))
     assert res.report["kept"] > 0 and res.report["dropped"]["span_lost"] == 0
 
 
@@ -252,7 +314,7 @@ def test_marian_with_tiny_local_model(tmp_path):
     outs = backend.round_trip(texts[:5])
     assert len(outs) == 5 and all(isinstance(o, str) for o in outs)
     cache = TranslationCache(tmp_path / "cache")
-    res = augment_examples(train, p, backend.round_trip, cache)
+    res = augment_examples(train, p, per_batch(backend.round_trip), cache)
     rep = res.report
     assert rep["model"] == p.marian_models[0] + "|" + p.marian_models[1]
     assert rep["translations"]["new"] > 0
