@@ -112,11 +112,11 @@ def soft_fit(x, probs, classes):
 
 # train-section overrides per option of the real-trainer comparison
 REAL_OPTIONS: dict[str, dict] = {
-    "none": {"unlabelled": "none"},
+    "none": {"unlabelled": "none", "soft_labels": False},
     "soft": {"unlabelled": "none", "soft_labels": True},
-    "pu": {"unlabelled": "pu"},
-    "pnu": {"unlabelled": "pnu"},
-    "pnu_sure80": {"unlabelled": "pnu", "pu_sure": 0.8},
+    "pu": {"unlabelled": "pu", "soft_labels": False},
+    "pnu": {"unlabelled": "pnu", "soft_labels": False},
+    "pnu_sure80": {"unlabelled": "pnu", "pu_sure": 0.8, "soft_labels": False},
 }
 
 

@@ -11,10 +11,17 @@ the temperature (NLL) and each relation's F1-maximising threshold, and writes
   finds it there, or as ``calibration.json`` inside a model folder);
 * ``reports/calibration.json``: T, ECE and NLL before/after, thresholds, dev F1 per
   relation at the chosen thresholds, reliability bins.
+
+With ``calibrate.veto_no_relation`` set, the calibration also carries a copy of the relations
+stage's label model (``calibrate.label_model``): every decision (evaluate, extract, review) then
+makes NO_RELATION of the candidates the label model is sure are unrelated (stages.weak.LabelModelVeto).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -28,6 +35,7 @@ from stages.calibrate import (
     model_fingerprint,
     save_calibration,
 )
+from stages.errors import InputError
 from stages.patterns import schema_args
 from stages.records import atomic_write_json, read_examples
 
@@ -36,8 +44,6 @@ def calibration_examples(p: CalibrateParams, log: Any) -> list:
     """The gold pairs of ``gold_dir`` (a folder of JSONL files, or one JSONL file) when it holds any,
     else the dev split. Thresholds tuned on a pattern-labelled dev split learn agreement with the
     patterns; gold pairs teach the real thing."""
-    from pathlib import Path
-
     from stages.records import read_gold_set
 
     where = Path(p.gold_dir) if p.gold_dir else None
@@ -74,11 +80,31 @@ def calibrate_task(p: CalibrateParams) -> Calibration:
                            p.cross_fit_repeats, p.seed, p.min_dev_support)
 
 
+def with_label_model_veto(cal: Calibration, p: CalibrateParams, log: Any) -> Calibration:
+    """``cal`` with the label model's veto, or unchanged (and a warning) when there is no label model."""
+    path = Path(p.label_model)
+    if not path.exists():
+        log.warning("calibrate.label_model %s not found (label_model.enabled false?): no veto, the model decides "
+                    "alone; fix: run the relations stage with the label model, or set calibrate.veto_no_relation: null",
+                    path)
+        return cal
+    try:
+        fitted = json.loads(path.read_text(encoding="utf-8"))
+        fitted["classes"], fitted["sources"], fitted["beta"], fitted["pi"]  # noqa: B018  (what the veto reads)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a label model file ({exc}); fix: rerun the relations stage "
+                         "(dvc repro relations)") from exc
+    log.info("decision veto: NO_RELATION where the label model of %s gives it >= %.2f", path, p.veto_no_relation)
+    return dataclasses.replace(cal, veto_no_relation=p.veto_no_relation, label_model=fitted)
+
+
 @flow(name="calibrate")
 def calibrate_flow(params_path: str | None = None) -> dict[str, Any]:
     log = get_run_logger()
     p: CalibrateParams = load_params(CalibrateParams, "calibrate", params_path)
     cal = calibrate_task(p)
+    if p.veto_no_relation is not None:
+        cal = with_label_model_veto(cal, p, log)
     save_calibration(p.out, cal)
     report = {"model_dir": p.model_dir, "dev": p.dev, "gold_dir": p.gold_dir, "calibration_file": p.out, **cal.report}
     for w in cal.report.get("warnings", []):

@@ -18,8 +18,8 @@ log = logging.getLogger("relmine.evaluate")
 
 
 def make_decider(model: Any, params: Any):
-    """The decision `extract` makes (calibrated thresholds, type constraints), or None for argmax
-    when calibration is off or the calibrate stage has not run."""
+    """The decision `extract` makes (calibrated thresholds, type constraints, the label model's
+    veto), or None for argmax when calibration is off or the calibrate stage has not run."""
     from stages.calibrate import resolve_calibration
 
     if not params.calibrated:
@@ -27,11 +27,15 @@ def make_decider(model: Any, params: Any):
     cal, _ = resolve_calibration(params.model_dir, model.labels, log, params.calibration, required=False)
     if cal is None:
         return None
-    from stages.extract import classify
-    from stages.patterns import schema_args
+    from stages.extract import Decider, decision_veto
+    from stages.patterns import load_entity_types, load_relations_spec, schema_args
 
     allowed = schema_args(params.relation_patterns, params.entity_patterns)
-    return lambda examples: classify(model, examples, cal, allowed, batch_size=params.batch_size)
+    veto = None
+    if cal.veto_no_relation is not None:
+        veto = decision_veto(cal, load_relations_spec(params.relation_patterns,
+                                                      load_entity_types(params.entity_patterns)))
+    return Decider(model, cal, allowed, params.batch_size, veto)
 
 
 def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:
@@ -52,7 +56,7 @@ def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:
     decide_fn = decide or (lambda examples: predict(model, examples, params.batch_size))
     results, set_notes = G.score_gold_sets({"gold": params.gold_dir, **params.gold_sets}, rules, decide_fn,
                                        relation_scores, params.bootstrap, params.seed, seen,
-                                       "calibrated thresholds + type constraints" if decide else "argmax")
+                                       decide.name if decide else "argmax")
     notes = rules.notes + missing_train + set_notes
     out: dict[str, Any] = {}
     own: list[dict] = []

@@ -171,10 +171,11 @@ def resolve_calibration(p: ExtractParams, model, logger):
     return resolve(p.model_dir, model.labels, logger, p.calibration)
 
 
-def _classify_paper(i: int, n: int, res: dict[str, Any], model, cal, allowed, p: ExtractParams,
-                    failures: list, rows: list, per_paper: list, logger) -> None:
-    """Classify one paper's candidates into rows, or record why the paper was skipped."""
-    from stages.extract import classified_rows, classify
+def _classify_paper(i: int, n: int, res: dict[str, Any], decider, failures: list, rows: list, per_paper: list,
+                    logger) -> None:
+    """Classify one paper's candidates into rows (``decider``: a stages.extract.Decider), or record
+    why the paper was skipped."""
+    from stages.extract import classified_rows
 
     if res["error"]:
         failures.append({"file": res["file"], "reason": res["error"]})
@@ -182,7 +183,8 @@ def _classify_paper(i: int, n: int, res: dict[str, Any], model, cal, allowed, p:
         return
     examples = [Example.from_dict(d) for d in res["candidates"]]
     t0 = time.perf_counter()
-    relations, conf = classify(model, examples, cal, allowed, p.min_confidence, p.batch_size)
+    decision = decider.detail(examples)
+    relations, conf = decision.labels, decision.confidence
     classify_s = time.perf_counter() - t0
     paper_rows = classified_rows(examples, relations, conf, norms=[tuple(n) for n in res["norms"]])
     rows += paper_rows
@@ -190,7 +192,7 @@ def _classify_paper(i: int, n: int, res: dict[str, Any], model, cal, allowed, p:
                       "tagger_mentions": res["tagger_mentions"],
                       "candidates": len(examples), "relations": len(paper_rows), "mine_cached": res["mine_cached"],
                       "mine_seconds": res["mine_seconds"], "annotate_seconds": res["annotate_seconds"],
-                      "classify_seconds": round(classify_s, 4)})
+                      "vetoed": decision.vetoed, "classify_seconds": round(classify_s, 4)})
     logger.info("extract %d/%d papers: %s: %d sentences, %d mentions, %d candidates, %d relations", i, n,
                 res["doc_id"], res["sentences"], res["mentions"], len(examples), len(paper_rows))
 
@@ -230,9 +232,14 @@ def extract_flow(paths: list[str], out: str, model_dir: str | None = None, min_c
         raise InputError(f"no PDF to extract from in {', '.join(paths)}; fix: give PDF files or folders of PDFs")
     model = load_trained_model(p.model_dir, p.dtype)
     cal, cal_path = resolve_calibration(p, model, logger)
-    logger.info("extracting from %d paper(s) with %s (calibration: %s; thresholds: %s)", len(pdfs), p.model_dir,
-                cal_path or "none", f"min confidence {p.min_confidence}" if p.min_confidence is not None
-                else (cal.thresholds if cal else "argmax"))
+    from stages.extract import Decider, decision_veto
+
+    decider = Decider(model, cal, allowed, p.batch_size, decision_veto(cal, _relation_spec(p.relation_patterns,
+                                                                                     p.entity_patterns)),
+                      p.min_confidence)
+    logger.info("extracting from %d paper(s) with %s (calibration: %s; thresholds: %s; decision: %s)", len(pdfs),
+                p.model_dir, cal_path or "none", f"min confidence {p.min_confidence}" if p.min_confidence is not None
+                else (cal.thresholds if cal else "argmax"), decider.name)
 
     futures = paper_task.map([str(x) for x, _ in pdfs], unmapped(asdict(mine_p)), unmapped(run.cache_dir), unmapped(p),
                              [d for _, d in pdfs], unmapped(tagger))
@@ -242,7 +249,7 @@ def extract_flow(paths: list[str], out: str, model_dir: str | None = None, min_c
         # classify each paper as soon as it is mined and annotated (progress per paper)
         results = (fut.result() for fut in futures)
         for i, res in enumerate(results, 1):
-            _classify_paper(i, len(pdfs), res, model, cal, allowed, p, failures, rows, per_paper, logger)
+            _classify_paper(i, len(pdfs), res, decider, failures, rows, per_paper, logger)
     finally:
         from stages import mine as mine_mod
 

@@ -282,6 +282,10 @@ class Calibration:
     model_fingerprint: str = ""
     ece_bins: int = 15
     report: dict = field(default_factory=dict)
+    # the label model's veto (stages.weak.LabelModelVeto): a candidate it gives NO_RELATION with at
+    # least this probability is NO_RELATION; None: the model decides alone
+    veto_no_relation: float | None = None
+    label_model: dict | None = None  # the fitted label model the veto reads (a copy of label_model.out)
 
     def proba(self, logits: np.ndarray, subj_types: Sequence[str], obj_types: Sequence[str],
               allowed: Allowed | None = None) -> np.ndarray:
@@ -480,10 +484,17 @@ class CalibrateParams:
     # the pattern-labelled dev split; null or an empty folder: the dev split
     gold_dir: str | None = None
     min_dev_support: int = 3  # a relation with fewer calibration examples keeps the argmax (no threshold)
+    # the label model the decision's veto reads (= label_model.out), and the veto: a candidate it
+    # gives NO_RELATION with at least this probability is NO_RELATION (null: the model alone)
+    label_model: str = "data/label_model.json"
+    veto_no_relation: float | None = 0.5
 
     def check(self) -> None:
         if self.min_dev_support < 1:
             raise ValueError("calibrate.min_dev_support must be >= 1; set e.g. 3")
+        if self.veto_no_relation is not None and not 0.5 <= self.veto_no_relation <= 1:
+            raise ValueError(f"calibrate.veto_no_relation must be in [0.5, 1] or null (got {self.veto_no_relation!r}); "
+                             "0.5: the label model's most probable class is NO_RELATION; null: no veto")
         if not 2 <= self.bins <= 100:
             raise ValueError("bins must be between 2 and 100")
         if self.batch_size < 1:

@@ -211,7 +211,7 @@ def write_reports(reports: Path, model: Any, test: Sequence[Example], p: EvalPar
                   decide: Decider | None = None) -> dict[str, Any]:
     """metrics.json, confusion.csv/png and errors.jsonl for the test split."""
     metrics, predicted, confidence = evaluate_split(model, test, p, decide)
-    metrics["decision"] = "calibrated thresholds + type constraints" if decide else "argmax"
+    metrics["decision"] = getattr(decide, "name", "calibrated thresholds + type constraints") if decide else "argmax"
     metrics["model"] = p.model_dir
     metrics["test"] = p.test
     from .records import atomic_write_json

@@ -173,22 +173,78 @@ def read_rows(path: str | Path) -> list[RelationRow]:
     return out
 
 
-def classify(model, examples: Sequence[Example], calibration, allowed, min_confidence: float | None = None,
-             batch_size: int = INFER_BATCH_SIZE) -> tuple[list[str], list[float]]:
+@dataclass
+class Decision:
+    labels: list[str]            # the decision: the model's, then the label model's veto
+    confidence: list[float]
+    model_labels: list[str]      # the model's calibrated decision before the veto
+    vetoed: int = 0              # candidates the veto made NO_RELATION
+
+
+def classify_pairs(model, examples: Sequence[Example], calibration, allowed, min_confidence: float | None = None,
+                   batch_size: int = INFER_BATCH_SIZE, veto=None) -> Decision:
     """Decide a relation per candidate: the model's logits, the schema's type constraint,
     the calibration's temperature and per-relation thresholds (``min_confidence``, when
-    given, replaces the thresholds). ``calibration`` None: T = 1 and the argmax (or
-    ``min_confidence``). ``model`` needs ``labels`` and ``logits(examples, batch_size)``."""
+    given, replaces the thresholds), then ``veto`` (a ``stages.weak.LabelModelVeto``: the
+    candidates the label model is sure are unrelated become NO_RELATION). ``calibration``
+    None: T = 1 and the argmax (or ``min_confidence``). ``model`` needs ``labels`` and
+    ``logits(examples, batch_size)``; ``examples`` need the ``rules`` that fired (the veto reads them)."""
     from .calibrate import Calibration
 
     if not examples:
-        return [], []
+        return Decision([], [], [])
     logits = model.logits(examples, batch_size)
     logits = logits.numpy() if hasattr(logits, "numpy") else logits
     cal = calibration or Calibration(labels=list(model.labels))
     probs = cal.proba(logits, [e.subj.type for e in examples], [e.obj.type for e in examples], allowed)
     labels, conf = cal.decide(probs, min_confidence)
-    return labels, [float(c) for c in conf]
+    model_labels, conf = list(labels), [float(c) for c in conf]
+    if veto is None:
+        return Decision(model_labels, conf, model_labels)
+    labels, conf = veto.apply(examples, model_labels, conf)
+    return Decision(labels, conf, model_labels, sum(a != b for a, b in zip(labels, model_labels)))
+
+
+def classify(model, examples: Sequence[Example], calibration, allowed, min_confidence: float | None = None,
+             batch_size: int = INFER_BATCH_SIZE, veto=None) -> tuple[list[str], list[float]]:
+    """``classify_pairs``' labels and confidences."""
+    d = classify_pairs(model, examples, calibration, allowed, min_confidence, batch_size, veto)
+    return d.labels, d.confidence
+
+
+class Decider:
+    """The decision extract, evaluate and review make, as one callable: ``decider(examples)`` gives
+    (labels, confidences), ``decider.detail(examples)`` the ``Decision`` with the model's own labels."""
+
+    def __init__(self, model, calibration, allowed, batch_size: int = INFER_BATCH_SIZE, veto=None,
+                 min_confidence: float | None = None):
+        self.model, self.calibration, self.allowed = model, calibration, allowed
+        self.batch_size, self.veto, self.min_confidence = batch_size, veto, min_confidence
+
+    def detail(self, examples: Sequence[Example]) -> Decision:
+        return classify_pairs(self.model, examples, self.calibration, self.allowed, self.min_confidence,
+                              self.batch_size, self.veto)
+
+    def __call__(self, examples: Sequence[Example]) -> tuple[list[str], list[float]]:
+        d = self.detail(examples)
+        return d.labels, d.confidence
+
+    @property
+    def name(self) -> str:
+        """What decides, for the reports."""
+        out = "calibrated thresholds + type constraints" if self.calibration is not None else "argmax + type constraints"
+        if self.veto is not None:
+            out += f" + label-model veto (NO_RELATION >= {self.veto.threshold})"
+        return out
+
+
+def decision_veto(calibration, spec):
+    """The calibration's label-model veto over ``spec``'s rules, or None (no calibration, no veto)."""
+    if calibration is None or calibration.veto_no_relation is None or not calibration.label_model:
+        return None
+    from .weak import LabelModelVeto
+
+    return LabelModelVeto(calibration.label_model, spec, calibration.veto_no_relation)
 
 
 @dataclass

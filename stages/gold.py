@@ -213,8 +213,9 @@ def load_rule_labellers(relation_patterns: str | Path, entity_patterns: str | Pa
 def label_gold(gold: Sequence[Example], rules: RuleLabellers,
                decide: Callable[[Sequence[Example]], tuple[Sequence[str], Sequence[float]]]
                ) -> tuple[dict[str, list[str]], dict[str, list[Any]]]:
-    """Each labeller's label per gold pair (patterns, label model, co-occurrence, model), and the
-    per-pair extras of the predictions file (rules fired, label model probabilities, model confidence)."""
+    """Each labeller's label per gold pair (patterns, label model, co-occurrence, model, and with a
+    label-model veto in the decision the model without it), and the per-pair extras of the
+    predictions file (rules fired, label model probabilities, model confidence)."""
     from . import weak as W
 
     preds: dict[str, list[str]] = {}
@@ -228,14 +229,22 @@ def label_gold(gold: Sequence[Example], rules: RuleLabellers,
             preds["label_model"] = [W.most_probable(p) for p in post]
             extra["label_model_probs"] = post
         preds["cooccurrence"] = [cooccurrence_label(g, rules.relation_args or {}) for g in gold]
-    labels, conf = decide(gold)
+    # the model reads the text and spans; a label-model veto reads the rules the current patterns fire
+    target = view if rules.labeller is not None else gold
+    if hasattr(decide, "detail"):  # a stages.extract.Decider
+        d = decide.detail(target)
+        labels, conf = d.labels, d.confidence
+        if getattr(decide, "veto", None) is not None:
+            preds["model_no_veto"] = list(d.model_labels)  # the model's calibrated decision alone
+    else:
+        labels, conf = decide(target)
     preds["model"] = list(labels)
     extra["model_confidence"] = [round(float(c), 4) for c in conf]
     if rules.labeller is not None and rules.labeller.exclude_ids:
         # text that is not prose is not annotated: no labeller but the co-occurrence baseline (every
         # candidate, by definition) states a relation there
         out = [rules.labeller.excluded(r) for r in extra["rules"]]
-        for name in ("patterns", "label_model", "model"):
+        for name in ("patterns", "label_model", "model", "model_no_veto"):
             if name in preds:
                 preds[name] = [NO_RELATION if o else x for x, o in zip(preds[name], out)]
         extra["not_prose"] = out

@@ -320,16 +320,55 @@ def save_fitted(path: str | Path, fitted: Fitted, params: WeakParams | None = No
 
 
 def load_fitted(path: str | Path) -> Fitted:
-    import numpy as np
-
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: label model not found; fix: run the relations stage (dvc repro relations)")
-    d = json.loads(p.read_text(encoding="utf-8"))
+    return fitted_from_dict(json.loads(p.read_text(encoding="utf-8")))
+
+
+def fitted_from_dict(d: dict[str, Any]) -> Fitted:
+    """A label model from what ``save_fitted`` wrote (a file, or the copy a calibration holds)."""
+    import numpy as np
+
     cidx = {c: k for k, c in enumerate(d["classes"])}
     return Fitted(d["classes"], d["sources"], [cidx[c] for c in d["source_class"]], np.array(d["beta"]),
                   d["pi"], np.zeros((0, len(d["classes"]))), d.get("iterations", 0), d.get("sources_stats", {}),
                   d.get("config", {}))
+
+
+class LabelModelVeto:
+    """The rules' last word in a decision (``calibrate.veto_no_relation``).
+
+    A candidate the label model gives NO_RELATION with probability >= ``threshold`` is
+    NO_RELATION, whatever the trained model says. Why: the veto rules are the label sources a
+    model learns worst. They fire on sentence shapes that are rare in a training split (a list of
+    "the <zone> in <place>" items: 4 training pairs, yet 60 gold pairs of two dev sentences), so the
+    model relates the pairs of a sentence shape it has hardly seen, while the rule that reads that
+    shape still fires on new text. The label model already weighs each veto against the templates,
+    knowledge and consistency votes of the same pair, so the veto wins only where nothing that
+    voted for the pair outweighs it. The model's own decision stands everywhere else: it still
+    drops the label model's related pairs it reads as unrelated, and keeps every related pair of
+    the candidates no rule spoke about. ``label_model`` is the fitted model as ``save_fitted``
+    wrote it (the calibration file carries a copy, so a model folder and its calibration decide
+    alone); ``spec`` the relations spec whose rules fired on the examples."""
+
+    def __init__(self, label_model: dict[str, Any], spec: RelationsSpec, threshold: float):
+        self.fitted = fitted_from_dict(label_model)
+        self.sources = sources_for(self.fitted, spec)
+        self.threshold = threshold
+
+    def no_relation(self, examples: Sequence[Example]) -> list[float]:
+        """The label model's P(NO_RELATION) per example (consistency votes within ``examples``)."""
+        return [p.get(NO_RELATION, 0.0) for p in posteriors(self.fitted, self.sources, examples)]
+
+    def apply(self, examples: Sequence[Example], labels: Sequence[str], confidence: Sequence[float]
+              ) -> tuple[list[str], list[float]]:
+        """``labels`` with the vetoed candidates NO_RELATION (their confidence: the label model's)."""
+        out_l, out_c = list(labels), [float(c) for c in confidence]
+        for i, q in enumerate(self.no_relation(examples)):
+            if q >= self.threshold and out_l[i] != NO_RELATION:
+                out_l[i], out_c[i] = NO_RELATION, q
+        return out_l, out_c
 
 
 def sources_for(fitted: Fitted, spec: RelationsSpec) -> Sources:

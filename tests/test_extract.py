@@ -140,7 +140,7 @@ def workspace(tmp_path_factory, sample_papers, prefect_server):
     model_dir = tmp / "model"
     params["calibrate"].update(model_dir=str(model_dir), dev=str(tmp / "dev.jsonl"),
                                out=str(tmp / "model.calibration.json"), report=str(tmp / "calibration_report.json"),
-                               dtype="float32")
+                               dtype="float32", label_model=str(tmp / "no_label_model.json"))  # the model alone
     params["extract"].update(model_dir=str(model_dir), dtype="float32")
     params["review"].update(model_dir=str(model_dir), gold_dir=str(tmp / "gold"), examples=[str(tmp / "dev.jsonl")],
                             dtype="float32", per_class=3)
@@ -244,6 +244,47 @@ def test_extract_flow_rows_are_well_formed_constrained_and_deduplicated(workspac
     extract_flow([str(workspace["pdf"])], str(out2), params_path=str(workspace["params"]))
     rows2 = read_rows(out2)
     assert {(r.subject, r.relation, r.object) for r in rows2} <= {(r.subject, r.relation, r.object) for r in rows}
+
+
+def test_extract_flow_applies_the_label_model_veto(workspace):
+    """calibrate.veto_no_relation: the calibration carries a label model (fitted here on the paper's
+    candidates) and extract makes NO_RELATION of the candidates it gives NO_RELATION >= 0.5; every
+    other row is what the model alone gives (min confidence 0: every allowed candidate)."""
+    from flows.calibrate import calibrate_flow
+    from flows.extract import extract_flow
+    from stages import weak as W
+    from stages.calibrate import load_calibration
+    from stages.extract import ExtractParams
+    from stages.model import read_meta
+    from stages.patterns import load_entity_types, load_relations_spec
+
+    tmp, cands = workspace["tmp"], workspace["candidates"]
+    (tmp / "veto").mkdir()
+    ep = ExtractParams()
+    spec = load_relations_spec(ROOT / ep.relation_patterns, load_entity_types(ROOT / ep.entity_patterns))
+    wp = W.WeakParams(knowledge=[])
+    W.save_fitted(tmp / "veto" / "label_model.json", W.weak_label(cands, W.Sources(spec, {}, True, True), wp).fitted, wp)
+    params = yaml.safe_load(workspace["params"].read_text())
+    params["calibrate"].update(label_model=str(tmp / "veto" / "label_model.json"), veto_no_relation=0.5,
+                               out=str(tmp / "veto" / "cal.json"), report=str(tmp / "veto" / "cal_report.json"))
+    params["extract"]["calibration"] = str(tmp / "veto" / "cal.json")
+    (tmp / "veto" / "params.yaml").write_text(yaml.safe_dump(params))
+    calibrate_flow(str(tmp / "veto" / "params.yaml"))
+    cal = load_calibration(tmp / "veto" / "cal.json")
+    assert cal.veto_no_relation == 0.5 and cal.label_model["sources"]
+
+    out = tmp / "veto" / "relations.jsonl"
+    summary = extract_flow([str(workspace["pdf"])], str(out), min_confidence=0.0,
+                           params_path=str(tmp / "veto" / "params.yaml"))
+    q = W.LabelModelVeto(cal.label_model, spec, 0.5).no_relation(cands)
+    labels = read_meta(workspace["model"]).labels
+    kept = [i for i, x in enumerate(q) if x < 0.5]
+    expected = _expected_keys([cands[i] for i in kept], [workspace["names"][i] for i in kept], labels)
+    vetoed = _expected_keys(cands, workspace["names"], labels) - expected
+    assert vetoed and summary["per_paper"][0]["vetoed"] >= sum(vetoed.values())
+    got = {(norm_name(r.subject_norm or r.subject), r.subject_type, r.relation, norm_name(r.object_norm or r.object),
+            r.object_type) for r in read_rows(out)}
+    assert got == set(expected)
 
 
 def test_extract_cli_skips_a_corrupt_pdf_and_extracts_the_other(workspace, prefect_server):

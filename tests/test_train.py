@@ -330,7 +330,7 @@ def test_pu_params_are_validated():
     with pytest.raises(ParamsError, match="soft_labels"):
         parse_params(TrainParams, {"unlabelled": "pu", "soft_labels": True}, "train")
     with pytest.raises(ParamsError, match="pu_prior"):
-        parse_params(TrainParams, {"unlabelled": "pnu", "pu_prior": {"LOC-TAXON": 1.5}}, "train")
+        parse_params(TrainParams, {"unlabelled": "pnu", "soft_labels": False, "pu_prior": {"LOC-TAXON": 1.5}}, "train")
     with pytest.raises(ParamsError, match="pu_sure"):
         parse_params(TrainParams, {"pu_sure": 0.3}, "train")
 
@@ -343,7 +343,7 @@ def test_pnu_training_on_tiny_bert(tiny_bert, tmp_path):
     train = _pu_examples() * 2
     p = TrainParams(model=str(tiny_bert), out_dir=str(tmp_path / "m"), epochs=4, batch_size=4, lr=5e-3,
                     lora_r=4, lora_alpha=8, lora_target_modules=["query", "value"], warmup_ratio=0.0,
-                    patience=10, log_every=1, device="cpu", unlabelled="pnu")
+                    patience=10, log_every=1, device="cpu", unlabelled="pnu", soft_labels=False)
     logged = []
     r = train_model(p, train, _pu_examples(), log_fn=lambda s, m: logged.append(m))
     # the epoch is chosen by the dev PU risk (the dev split has label-model probabilities)

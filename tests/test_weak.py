@@ -668,3 +668,62 @@ def test_other_taxon_first_spares_a_zone_named_as_a_level():
     owned = rules_of("The base of the P. atavus Zone is close to the base of the Dorypyge richthofeni Zone in South "
                      "China.", [("P. atavus", "TAXON"), ("Dorypyge richthofeni", "TAXON"), ("South China", "LOC")])
     assert "veto.other_taxon_first" in owned[("P. atavus", "South China")]
+
+
+# --- the label model's veto in the decision ---------------------------------------------------------
+
+
+class _RelatesEverything:
+    """A made model: every candidate gets the relation its types allow (the type prior, which is what
+    a model trained on few list sentences does on one it has not seen)."""
+
+    labels = [NO_RELATION, "assigned_to", "found_at", "occurs_in", "part_of"]
+
+    def logits(self, examples, batch_size=32):
+        return np.tile(np.array([0.0, 4.0, 4.0, 4.0, 4.0]), (len(examples), 1))
+
+
+def test_label_model_veto_makes_no_relation_where_the_label_model_is_sure(tmp_path):
+    """stages.weak.LabelModelVeto through stages.extract.Decider, on the shipped rules and a label
+    model fitted on the curator sample's sentences: the pairs of peng2009's correlation list that a
+    veto reads as another item's place become NO_RELATION; a pair nothing voted against keeps the
+    model's relation; the calibration file carries the label model, and no veto leaves the model alone."""
+    from stages.calibrate import Calibration, CalibrateParams, load_calibration, save_calibration
+    from stages.extract import Decider, decision_veto
+    from stages.patterns import schema_args
+    from stages.records import read_records
+
+    spec = load_relations_spec(RELATIONS, load_entity_types(ENTITIES))
+    curator = read_records(ROOT / "tests/data/relations_curator.jsonl", Example)
+    view = G.pattern_view(curator, RelationLabeller(spec))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["label_model"]
+    wp = W.WeakParams(knowledge=[], no_relation_prior=params["no_relation_prior"])
+    W.save_fitted(tmp_path / "label_model.json", W.weak_label(view, W.Sources(spec, {}, True, True), wp).fitted, wp)
+    fitted = yaml.safe_load((tmp_path / "label_model.json").read_text())
+
+    text = ("Faunal turnovers close to the base of the Guzhangian Stage are recognized as near the base of the "
+            "Boomerangian Stage in Australia, the base of the Aldanaspis Zone (polymerid trilobites) in Siberia, and "
+            "the base of the Paradoxides forchhammeri Zone in western Avalonia.")
+    cands = RelationLabeller(spec).label_sentence(_sentence(text, [
+        ("Boomerangian Stage", "CHRONO"), ("Australia", "LOC"), ("Aldanaspis", "TAXON"), ("Siberia", "LOC"),
+        ("Paradoxides forchhammeri", "TAXON"), ("Avalonia", "LOC")]))
+    allowed = schema_args(RELATIONS, ENTITIES)
+    cal = Calibration(labels=_RelatesEverything.labels, veto_no_relation=0.5, label_model=fitted)
+    save_calibration(tmp_path / "cal.json", cal)
+    back = load_calibration(tmp_path / "cal.json")
+    assert back.veto_no_relation == 0.5 and back.label_model["classes"] == fitted["classes"]
+    veto = decision_veto(back, spec)
+    d = Decider(_RelatesEverything(), back, allowed, veto=veto).detail(cands)
+    by_pair = {(e.subj.text, e.obj.text): (m, l) for e, m, l in zip(cands, d.model_labels, d.labels)}
+    assert all(m != NO_RELATION for m, _ in by_pair.values() if m)  # the made model relates every pair
+    assert by_pair[("Paradoxides forchhammeri", "Australia")] == ("found_at", NO_RELATION)  # earlier item's place
+    assert by_pair[("Aldanaspis", "Avalonia")] == ("found_at", NO_RELATION)  # a later item's place
+    assert by_pair[("Aldanaspis", "Siberia")] == ("found_at", "found_at")  # its own place: nothing against it
+    q = veto.no_relation(cands)
+    assert d.vetoed == sum(x >= 0.5 for x in q) > 0
+    assert [l for l, x in zip(d.labels, q) if x >= 0.5] == [NO_RELATION] * d.vetoed
+    assert Decider(_RelatesEverything(), back, allowed).detail(cands).labels == d.model_labels  # no veto given
+    assert decision_veto(Calibration(labels=cal.labels, label_model=fitted), spec) is None  # threshold off
+    assert "label-model veto" in Decider(_RelatesEverything(), back, allowed, veto=veto).name
+    with pytest.raises(ValueError, match="calibrate.veto_no_relation"):
+        CalibrateParams(veto_no_relation=0.3).check()
