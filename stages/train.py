@@ -412,8 +412,11 @@ def make_accelerator(device: torch.device, precision: str) -> Any:
 
 
 def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn: LogFn | None = None,
-                out_dir: str | Path | None = None) -> TrainResult:
-    """Train on ``train``, early-stop on ``dev``, save the best model to ``out_dir`` (p.out_dir)."""
+                out_dir: str | Path | None = None,
+                on_epoch: Callable[[int, M.RelationClassifier], None] | None = None) -> TrainResult:
+    """Train on ``train``, early-stop on ``dev``, save the best model to ``out_dir`` (p.out_dir).
+    ``on_epoch(epoch, classifier)`` is called after each epoch with the current weights ready for
+    inference (benchmarks.seed_runs scores the gold sets with it)."""
     t_wall = time.perf_counter()
     M.set_threads()
     seed_everything(p.seed)
@@ -547,6 +550,11 @@ def train_model(p: TrainParams, train: list[Example], dev: list[Example], log_fn
             log_fn(step, {"dev/macro_f1": f1, "epoch": epoch,
                           **({"dev/macro_f1_all": dev_s["macro_f1_all"], "dev/loss": dev_s["loss"]} if dev else {}),
                           **({"dev/pu_risk": risk} if risk is not None else {})})
+        if on_epoch is not None and acc.is_main_process:
+            meta = M.ModelMeta(labels=labels, entity_types=entity_types, base_model=p.model, lora=p.lora,
+                               max_length=p.max_length, head_dropout=p.head_dropout)
+            on_epoch(epoch, M.RelationClassifier(acc.unwrap_model(model), tokenizer, meta, device=acc.device.type))
+            model.train()
         if score > best_score:
             best_score, best_epoch, bad_epochs = score, epoch, 0
             best_f1 = f1

@@ -152,8 +152,17 @@ def test_select_by_loss_keeps_the_epoch_of_the_lowest_dev_loss(tiny_bert, tmp_pa
     p = TrainParams(model=str(tiny_bert), out_dir=str(tmp_path / "m"), epochs=4, patience=10, lr=5e-3,
                     batch_size=8, lora_r=4, lora_alpha=8, lora_target_modules=["query", "value"], device="cpu",
                     warmup_ratio=0.0, select_by="loss")
-    r = train_model(p, made_examples(repeat=2), made_examples())
+    seen: list[tuple[int, float]] = []  # on_epoch: each epoch's weights, ready for inference
+
+    def on_epoch(epoch, clf):
+        dev = made_examples()
+        seen.append((epoch, F.cross_entropy(clf.logits(dev), torch.tensor([clf.labels.index(e.label)
+                                                                           for e in dev])).item()))
+
+    r = train_model(p, made_examples(repeat=2), made_examples(), on_epoch=on_epoch)
     losses = [h["dev_loss"] for h in r.history]
+    assert [e for e, _ in seen] == [1, 2, 3, 4]
+    assert [round(x, 1) for _, x in seen] == [round(x, 1) for x in losses]  # (inference may run in bf16)
     assert len(losses) == 4 and all("dev_macro_f1_all" in h for h in r.history)
     assert r.best_epoch == 1 + losses.index(min(losses))
     # the saved model is that epoch's (LoRA merged on load moves the loss in the 4th decimal)
