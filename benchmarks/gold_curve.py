@@ -11,8 +11,8 @@ reports/bench/gold_curve.json.
 ``--real`` trains the real trainer instead (stages/train.py with params.yaml's train section, on
 data/augmented/train.jsonl less every example of a held-out sentence or made from one, plus the
 ``k`` gold pairs as gold examples; early-stopped and calibrated on the weak dev split less the
-held-out sentences, as the calibrate stage does) and scores the calibrated decision on the
-held-out fold, into reports/bench/gold_curve_real.json. Slow (one training per fold and ``k``), so it has its own flags:
+held-out sentences, as the calibrate stage does) and scores the calibrated decision, with the
+label model's veto as shipped and without it, on the held-out fold, into reports/bench/gold_curve_real.json. Slow (one training per fold and ``k``), so it has its own flags:
 
     python -m benchmarks.gold_curve --real --folds 2 --epochs 3 --ks 0,100,200
 """
@@ -89,19 +89,28 @@ def main_real(args, ks: list[int]) -> None:
 
     from benchmarks.common import train_params
     from benchmarks.weak_supervision import fit_and_calibrate
-    from stages.extract import classify
+    import yaml
+
+    from stages.extract import classify_pairs
     from stages.patterns import schema_args
     from stages.records import read_examples
+    from stages.weak import LabelModelVeto
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     gold, _, _ = G.read_gold_set(args.gold)
     p = train_params({"epochs": args.epochs})
     train_all, dev_all = read_examples(p.train, "augment"), read_examples(p.dev, "split")
     allowed = schema_args("data/patterns/relations.yaml", "data/patterns/entities.yaml")
+    # the decision's label-model veto (calibrate.veto_no_relation) reads the rules today's patterns fire
+    rules = G.load_rule_labellers("data/patterns/relations.yaml", "data/patterns/entities.yaml", "data/label_model.json")
+    view = {g.id: v for g, v in zip(gold, G.pattern_view(gold, rules.labeller))}
+    threshold = yaml.safe_load(open("params.yaml", encoding="utf-8"))["calibrate"]["veto_no_relation"]
+    veto = (LabelModelVeto(yaml.safe_load(open("data/label_model.json", encoding="utf-8")), rules.labeller.spec,
+                           threshold) if threshold is not None else None)
     fold_of = fold_plan(gold, args.folds)
     curve: dict[int, dict] = {}
     for k in ks:
-        refs, preds, seconds = [], [], 0.0
+        refs, preds, alone, seconds = [], [], [], 0.0
         for f in range(args.folds):
             held = [g for g in gold if fold_of[g.text] == f]
             held_text = {g.text for g in held}
@@ -113,16 +122,19 @@ def main_real(args, ks: list[int]) -> None:
             r, model, cal, _ = fit_and_calibrate(p, keep + [dataclasses.replace(g, probs=None) for g in pick], dev,
                                                  allowed)
             seconds += r.train_seconds
-            decided, _ = classify(model, held, cal, allowed)
+            d = classify_pairs(model, [view[g.id] for g in held], cal, allowed, veto=veto)
             refs += [g.label for g in held]
-            preds += decided
-        s = relation_scores(refs, preds)
+            preds += d.labels
+            alone += d.model_labels
+        s, a = relation_scores(refs, preds), relation_scores(refs, alone)
         curve[k] = {"micro_f1": round(s["micro_f1"], 4), "precision": round(s["micro_precision"], 4),
-                    "recall": round(s["micro_recall"], 4), "train_seconds": round(seconds, 1)}
+                    "recall": round(s["micro_recall"], 4), "train_seconds": round(seconds, 1),
+                    "without_veto": {"micro_f1": round(a["micro_f1"], 4), "precision": round(a["micro_precision"], 4),
+                                     "recall": round(a["micro_recall"], 4)}}
         print(k, curve[k], flush=True)
         atomic_write_json(BENCH_DIR / "gold_curve_real.json", {  # after each k: a long run keeps what it measured
             "what": "as gold_curve.json, with the real trainer (params.yaml's train section) and the calibrated "
-                    "decision", "gold": args.gold, "folds": args.folds, "epochs": args.epochs, "curve": curve,
+                    "decision with the label model's veto (without_veto: the model's decision alone)", "gold": args.gold, "folds": args.folds, "epochs": args.epochs, "curve": curve,
             "machine": machine()})
 
 
