@@ -89,6 +89,9 @@ def main_real(args, ks: list[int]) -> None:
 
     from benchmarks.common import train_params
     from benchmarks.weak_supervision import fit_and_calibrate
+    import json
+    from pathlib import Path
+
     import yaml
 
     from stages.extract import classify_pairs
@@ -105,8 +108,8 @@ def main_real(args, ks: list[int]) -> None:
     rules = G.load_rule_labellers("data/patterns/relations.yaml", "data/patterns/entities.yaml", "data/label_model.json")
     view = {g.id: v for g, v in zip(gold, G.pattern_view(gold, rules.labeller))}
     threshold = yaml.safe_load(open("params.yaml", encoding="utf-8"))["calibrate"]["veto_no_relation"]
-    veto = (LabelModelVeto(yaml.safe_load(open("data/label_model.json", encoding="utf-8")), rules.labeller.spec,
-                           threshold) if threshold is not None else None)
+    veto = (LabelModelVeto(json.loads(Path("data/label_model.json").read_text(encoding="utf-8")),
+                           rules.labeller.spec, threshold) if threshold is not None else None)
     fold_of = fold_plan(gold, args.folds)
     curve: dict[int, dict] = {}
     for k in ks:

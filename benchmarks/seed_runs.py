@@ -17,6 +17,7 @@ and of the model with the veto; and the mean over seeds at the kept epochs.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -30,13 +31,12 @@ from stages.records import NO_RELATION, Example, atomic_write_json, read_gold_se
 
 
 def micro(refs: list[str], preds: list[str]) -> dict[str, float]:
-    tp = sum(p != NO_RELATION and p == r for r, p in zip(refs, preds))
-    fp = sum(p != NO_RELATION and p != r for r, p in zip(refs, preds))
-    pos = sum(r != NO_RELATION for r in refs)
-    prec = tp / (tp + fp) if tp + fp else 0.0
-    rec = tp / pos if pos else 0.0
-    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-    return {"micro_f1": round(f1, 4), "precision": round(prec, 4), "recall": round(rec, 4)}
+    """Micro F1/P/R over the positive relations, as the gold table scores them."""
+    from stages.evaluate import relation_scores
+
+    s = relation_scores(refs, preds)
+    return {"micro_f1": round(s["micro_f1"], 4), "precision": round(s["micro_precision"], 4),
+            "recall": round(s["micro_recall"], 4)}
 
 
 class GoldSet:
@@ -52,8 +52,10 @@ class GoldSet:
         rules = G.load_rule_labellers(ev["relation_patterns"], ev["entity_patterns"], ev["label_model"])
         self.view = G.pattern_view(self.gold, rules.labeller)
         self.not_prose = [rules.labeller.excluded(v.rules) for v in self.view]
-        lm = yaml.safe_load(Path(cal["label_model"]).read_text(encoding="utf-8"))
-        self.veto = LabelModelVeto(lm, rules.labeller.spec, cal["veto_no_relation"] or 0.5)
+        lm = json.loads(Path(cal["label_model"]).read_text(encoding="utf-8"))
+        # calibrate.veto_no_relation null: no veto, model_veto repeats the model
+        self.veto = (LabelModelVeto(lm, rules.labeller.spec, cal["veto_no_relation"])
+                     if cal["veto_no_relation"] is not None else None)
         self.refs = [g.label for g in self.gold]
 
     def score(self, clf, cal, allowed: dict) -> dict[str, dict[str, float]]:

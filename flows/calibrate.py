@@ -90,10 +90,14 @@ def with_label_model_veto(cal: Calibration, p: CalibrateParams, log: Any) -> Cal
         return cal
     try:
         fitted = json.loads(path.read_text(encoding="utf-8"))
-        fitted["classes"], fitted["sources"], fitted["beta"], fitted["pi"]  # noqa: B018  (what the veto reads)
-    except (ValueError, KeyError, TypeError) as exc:
+    except ValueError as exc:
         raise InputError(f"{path}: not a label model file ({exc}); fix: rerun the relations stage "
                          "(dvc repro relations)") from exc
+    missing = [k for k in ("classes", "sources", "source_class", "beta", "pi") if not isinstance(fitted, dict)
+               or k not in fitted]
+    if missing:
+        raise InputError(f"{path}: not a label model file (no {', '.join(missing)}); fix: rerun the relations "
+                         "stage (dvc repro relations)")
     log.info("decision veto: NO_RELATION where the label model of %s gives it >= %.2f", path, p.veto_no_relation)
     return dataclasses.replace(cal, veto_no_relation=p.veto_no_relation, label_model=fitted)
 

@@ -28,14 +28,11 @@ def make_decider(model: Any, params: Any):
     if cal is None:
         return None
     from stages.extract import Decider, decision_veto
-    from stages.patterns import load_entity_types, load_relations_spec, schema_args
+    from stages.patterns import schema_args
 
     allowed = schema_args(params.relation_patterns, params.entity_patterns)
-    veto = None
-    if cal.veto_no_relation is not None:
-        veto = decision_veto(cal, load_relations_spec(params.relation_patterns,
-                                                      load_entity_types(params.entity_patterns)))
-    return Decider(model, cal, allowed, params.batch_size, veto)
+    return Decider(model, cal, allowed, params.batch_size,
+                   decision_veto(cal, params.relation_patterns, params.entity_patterns))
 
 
 def gold_table(model: Any, decide: Any, params: Any, reports: Path) -> dict:

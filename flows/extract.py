@@ -234,8 +234,7 @@ def extract_flow(paths: list[str], out: str, model_dir: str | None = None, min_c
     cal, cal_path = resolve_calibration(p, model, logger)
     from stages.extract import Decider, decision_veto
 
-    decider = Decider(model, cal, allowed, p.batch_size, decision_veto(cal, _relation_spec(p.relation_patterns,
-                                                                                     p.entity_patterns)),
+    decider = Decider(model, cal, allowed, p.batch_size, decision_veto(cal, p.relation_patterns, p.entity_patterns),
                       p.min_confidence)
     logger.info("extracting from %d paper(s) with %s (calibration: %s; thresholds: %s; decision: %s)", len(pdfs),
                 p.model_dir, cal_path or "none", f"min confidence {p.min_confidence}" if p.min_confidence is not None

@@ -92,15 +92,12 @@ def score_task(p: ReviewParams, examples: list[Example], allowed: dict) -> tuple
     from stages.calibrate import resolve_calibration
     from stages.extract import Decider, decision_veto
     from stages.model import META_FILE, load_trained_model
-    from stages.patterns import load_entity_types, load_relations_spec
 
     if not (Path(p.model_dir) / META_FILE).exists():
         return None, None, f"no trained model in {p.model_dir}"
     model = load_trained_model(p.model_dir, p.dtype)
     cal, _ = resolve_calibration(p.model_dir, model.labels, log, p.calibration)
-    veto = None
-    if cal is not None and cal.veto_no_relation is not None:
-        veto = decision_veto(cal, load_relations_spec(p.relation_patterns, load_entity_types(p.entity_patterns)))
+    veto = decision_veto(cal, p.relation_patterns, p.entity_patterns)
     labels, conf = Decider(model, cal, allowed, p.batch_size, veto)(examples)
     return labels, conf, None
 

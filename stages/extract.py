@@ -238,12 +238,15 @@ class Decider:
         return out
 
 
-def decision_veto(calibration, spec):
-    """The calibration's label-model veto over ``spec``'s rules, or None (no calibration, no veto)."""
+def decision_veto(calibration, relation_patterns: str | Path, entity_patterns: str | Path):
+    """The calibration's label-model veto over the rules of the pattern files, or None (no
+    calibration, or one without a veto: the pattern files are then not read)."""
     if calibration is None or calibration.veto_no_relation is None or not calibration.label_model:
         return None
+    from .patterns import load_entity_types, load_relations_spec
     from .weak import LabelModelVeto
 
+    spec = load_relations_spec(relation_patterns, load_entity_types(entity_patterns))
     return LabelModelVeto(calibration.label_model, spec, calibration.veto_no_relation)
 
 

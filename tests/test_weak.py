@@ -712,7 +712,7 @@ def test_label_model_veto_makes_no_relation_where_the_label_model_is_sure(tmp_pa
     save_calibration(tmp_path / "cal.json", cal)
     back = load_calibration(tmp_path / "cal.json")
     assert back.veto_no_relation == 0.5 and back.label_model["classes"] == fitted["classes"]
-    veto = decision_veto(back, spec)
+    veto = decision_veto(back, RELATIONS, ENTITIES)
     d = Decider(_RelatesEverything(), back, allowed, veto=veto).detail(cands)
     by_pair = {(e.subj.text, e.obj.text): (m, l) for e, m, l in zip(cands, d.model_labels, d.labels)}
     assert all(m != NO_RELATION for m, _ in by_pair.values() if m)  # the made model relates every pair
@@ -723,7 +723,7 @@ def test_label_model_veto_makes_no_relation_where_the_label_model_is_sure(tmp_pa
     assert d.vetoed == sum(x >= 0.5 for x in q) > 0
     assert [l for l, x in zip(d.labels, q) if x >= 0.5] == [NO_RELATION] * d.vetoed
     assert Decider(_RelatesEverything(), back, allowed).detail(cands).labels == d.model_labels  # no veto given
-    assert decision_veto(Calibration(labels=cal.labels, label_model=fitted), spec) is None  # threshold off
+    assert decision_veto(Calibration(labels=cal.labels, label_model=fitted), RELATIONS, ENTITIES) is None  # off
     assert "label-model veto" in Decider(_RelatesEverything(), back, allowed, veto=veto).name
     with pytest.raises(ValueError, match="calibrate.veto_no_relation"):
         CalibrateParams(veto_no_relation=0.3).check()
