@@ -111,7 +111,11 @@ def main_real(args, ks: list[int]) -> None:
     veto = (LabelModelVeto(json.loads(Path("data/label_model.json").read_text(encoding="utf-8")),
                            rules.labeller.spec, threshold) if threshold is not None else None)
     fold_of = fold_plan(gold, args.folds)
-    curve: dict[int, dict] = {}
+    # a run for other ks adds to an earlier one made with the same gold, folds and epochs
+    out = BENCH_DIR / "gold_curve_real.json"
+    before = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
+    same = all(before.get(key) == getattr(args, key) for key in ("gold", "folds", "epochs"))
+    curve: dict[int, dict] = {int(k): v for k, v in before.get("curve", {}).items()} if same else {}
     for k in ks:
         refs, preds, alone, seconds = [], [], [], 0.0
         for f in range(args.folds):
@@ -135,7 +139,8 @@ def main_real(args, ks: list[int]) -> None:
                     "without_veto": {"micro_f1": round(a["micro_f1"], 4), "precision": round(a["micro_precision"], 4),
                                      "recall": round(a["micro_recall"], 4)}}
         print(k, curve[k], flush=True)
-        atomic_write_json(BENCH_DIR / "gold_curve_real.json", {  # after each k: a long run keeps what it measured
+        curve = dict(sorted(curve.items()))
+        atomic_write_json(out, {  # after each k: a long run keeps what it measured
             "what": "as gold_curve.json, with the real trainer (params.yaml's train section) and the calibrated "
                     "decision with the label model's veto (without_veto: the model's decision alone)", "gold": args.gold, "folds": args.folds, "epochs": args.epochs, "curve": curve,
             "machine": machine()})

@@ -359,8 +359,14 @@ class LabelModelVeto:
         self.threshold = threshold
 
     def no_relation(self, examples: Sequence[Example]) -> list[float]:
-        """The label model's P(NO_RELATION) per example (consistency votes within ``examples``)."""
-        return [p.get(NO_RELATION, 0.0) for p in posteriors(self.fitted, self.sources, examples)]
+        """The label model's P(NO_RELATION) per example. A candidate the relations stage labelled
+        carries that posterior in ``probs``, computed over the whole corpus, and it is used as is:
+        recomputed here, a split's subset of a paper would lose the consistency votes of the paper's
+        other sentences (the methods domain's test split lost every relation that way). The others
+        (a new paper's candidates at extract, gold pairs) are scored here, with the consistency
+        votes of ``examples``."""
+        fresh = posteriors(self.fitted, self.sources, examples)
+        return [(e.probs if e.probs is not None else p).get(NO_RELATION, 0.0) for e, p in zip(examples, fresh)]
 
     def apply(self, examples: Sequence[Example], labels: Sequence[str], confidence: Sequence[float]
               ) -> tuple[list[str], list[float]]:

@@ -2,6 +2,8 @@
 training targets, the gold table, and params that agree with their dataclasses."""
 from __future__ import annotations
 
+import dataclasses
+
 import random
 from pathlib import Path
 
@@ -724,6 +726,16 @@ def test_label_model_veto_makes_no_relation_where_the_label_model_is_sure(tmp_pa
     assert [l for l, x in zip(d.labels, q) if x >= 0.5] == [NO_RELATION] * d.vetoed
     assert Decider(_RelatesEverything(), back, allowed).detail(cands).labels == d.model_labels  # no veto given
     assert decision_veto(Calibration(labels=cal.labels, label_model=fitted), RELATIONS, ENTITIES) is None  # off
+    # a candidate the relations stage labelled keeps the posterior it computed over the whole corpus
+    # (consistency votes from the paper's other sentences), instead of one recomputed from this subset
+    stored = [dataclasses.replace(e, probs={NO_RELATION: 0.2, "found_at": 0.8}) if i == 0 else e
+              for i, e in enumerate(cands)]
+    q_stored = veto.no_relation(stored)
+    assert q_stored[0] == 0.2 and q_stored[1:] == q[1:]
+    own = next(i for i, e in enumerate(cands) if (e.subj.text, e.obj.text) == ("Aldanaspis", "Siberia"))
+    sure = [dataclasses.replace(e, probs={NO_RELATION: 0.9, "found_at": 0.1}) if i == own else e
+            for i, e in enumerate(cands)]
+    assert Decider(_RelatesEverything(), back, allowed, veto=veto).detail(sure).labels[own] == NO_RELATION
     assert "label-model veto" in Decider(_RelatesEverything(), back, allowed, veto=veto).name
     with pytest.raises(ValueError, match="calibrate.veto_no_relation"):
         CalibrateParams(veto_no_relation=0.3).check()
