@@ -115,7 +115,9 @@ def main_real(args, ks: list[int]) -> None:
     out = BENCH_DIR / "gold_curve_real.json"
     before = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
     same = all(before.get(key) == getattr(args, key) for key in ("gold", "folds", "epochs"))
-    curve: dict[int, dict] = {int(k): v for k, v in before.get("curve", {}).items()} if same else {}
+    earlier = before.get("machine", {}).get("date")  # the date each point was measured: runs add up
+    curve: dict[int, dict] = ({int(k): {"date": earlier, **v} for k, v in before.get("curve", {}).items()}
+                              if same else {})
     for k in ks:
         refs, preds, alone, seconds = [], [], [], 0.0
         for f in range(args.folds):
@@ -137,7 +139,7 @@ def main_real(args, ks: list[int]) -> None:
         curve[k] = {"micro_f1": round(s["micro_f1"], 4), "precision": round(s["micro_precision"], 4),
                     "recall": round(s["micro_recall"], 4), "train_seconds": round(seconds, 1),
                     "without_veto": {"micro_f1": round(a["micro_f1"], 4), "precision": round(a["micro_precision"], 4),
-                                     "recall": round(a["micro_recall"], 4)}}
+                                     "recall": round(a["micro_recall"], 4)}, "date": machine()["date"]}
         print(k, curve[k], flush=True)
         curve = dict(sorted(curve.items()))
         atomic_write_json(out, {  # after each k: a long run keeps what it measured

@@ -365,7 +365,9 @@ class LabelModelVeto:
         other sentences (the methods domain's test split lost every relation that way). The others
         (a new paper's candidates at extract, gold pairs) are scored here, with the consistency
         votes of ``examples``."""
-        fresh = posteriors(self.fitted, self.sources, examples)
+        if all(e.probs is not None for e in examples):
+            return [e.probs.get(NO_RELATION, 0.0) for e in examples]
+        fresh = posteriors(self.fitted, self.sources, examples)  # all of them: their templated pairs vote
         return [(e.probs if e.probs is not None else p).get(NO_RELATION, 0.0) for e, p in zip(examples, fresh)]
 
     def apply(self, examples: Sequence[Example], labels: Sequence[str], confidence: Sequence[float]

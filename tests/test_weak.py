@@ -3,7 +3,6 @@ training targets, the gold table, and params that agree with their dataclasses."
 from __future__ import annotations
 
 import dataclasses
-
 import random
 from pathlib import Path
 
